@@ -1,0 +1,1 @@
+"""The offline runtime: onnxruntime, numpy and Pillow only. Never imports torch."""

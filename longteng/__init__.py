@@ -1,0 +1,3 @@
+"""longteng: tell genuine goods from counterfeits in inspection photos."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+from longteng.cli.main import run
+
+run()

@@ -1,0 +1,1 @@
+"""The command-line layer: the only place that prints, and turns errors into exit codes."""

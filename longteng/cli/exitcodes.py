@@ -1,0 +1,8 @@
+"""Exit codes of every longteng command (documented in README.md)."""
+
+OK = 0
+ERROR = 1  # a fatal problem with an input, model or output named in the message
+USAGE = 2  # invalid command line (click's convention)
+PARTIAL = 3  # the run finished, but some inputs failed (each reported), or `--strict` found problems
+INTERNAL = 70  # a bug: please report it with LONGTENG_DEBUG=1 output
+INTERRUPTED = 130

@@ -1,0 +1,70 @@
+"""`longteng` entry point. Sub-commands import their heavy modules lazily so `--help`,
+`predict` and `score` never pay for training code (or torch)."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+import typer
+
+from longteng import __version__
+from longteng.cli import exitcodes
+from longteng.cli.data import data_app
+from longteng.errors import LongtengError
+
+app = typer.Typer(
+    name="longteng",
+    help="Tell genuine goods from counterfeits in inspection photos.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(data_app, name="data")
+
+
+def _register_optional_groups() -> None:
+    # Command modules for later stages register themselves here; each keeps imports lazy.
+    from longteng.cli import commands  # noqa: F401
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"longteng {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version_callback, is_eager=True, help="Show the version."),
+) -> None:
+    """Tell genuine goods from counterfeits in inspection photos."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI and return its exit code; errors become one line on stderr."""
+    _register_optional_groups()
+    try:
+        result = app(args=argv, standalone_mode=False, prog_name="longteng")
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        return exitcodes.USAGE
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        print("interrupted", file=sys.stderr)
+        return exitcodes.INTERRUPTED
+    except LongtengError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exitcodes.ERROR
+    except Exception as exc:  # noqa: BLE001 - the last line of defence against a traceback
+        if os.environ.get("LONGTENG_DEBUG"):
+            raise
+        print(f"internal error: {type(exc).__name__}: {exc} (rerun with LONGTENG_DEBUG=1 for details)", file=sys.stderr)
+        return exitcodes.INTERNAL
+    return result if isinstance(result, int) else exitcodes.OK
+
+
+def run() -> None:
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Dataset format, checks and the synthetic seizure-photo generator (torch-free)."""

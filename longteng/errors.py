@@ -1,0 +1,34 @@
+"""Typed errors raised by library code; only the CLI turns them into messages and exit codes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class LongtengError(Exception):
+    """Base class of every error longteng raises on purpose."""
+
+
+class ImageLoadError(LongtengError):
+    """A file could not be turned into an RGB image.
+
+    `reason` is a short machine-friendly key (e.g. ``truncated``), `detail` the human text.
+    """
+
+    def __init__(self, path: Path | str, reason: str, detail: str) -> None:
+        self.path = Path(path)
+        self.reason = reason
+        self.detail = detail
+        super().__init__(f"{path}: {detail}")
+
+
+class DatasetError(LongtengError):
+    """A dataset root or manifest is unusable as a whole."""
+
+
+class ConfigError(LongtengError):
+    """An option or configuration value is invalid."""
+
+
+class CheckpointError(LongtengError):
+    """A checkpoint or model file is missing, corrupt, unsafe or incompatible."""

@@ -1,0 +1,162 @@
+"""The one image loader of the project: training, evaluation, the runtime and scoring all call it.
+
+Torch-free on purpose: the runtime path imports it.
+"""
+
+from __future__ import annotations
+
+import functools
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
+
+from longteng.errors import ImageLoadError
+
+# Phone cameras reach 50 MP; twice that is still a photo, beyond it a decompression bomb.
+DEFAULT_MAX_PIXELS = 100_000_000
+
+IMAGE_EXTENSIONS = frozenset(
+    {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".heic", ".heif"}
+)
+
+# Background that transparent pixels are composited onto (packing-table white).
+_ALPHA_BACKGROUND = (255, 255, 255)
+
+
+@functools.cache
+def heif_available() -> bool:
+    """Register the optional HEIC/HEIF opener (extra `heif`) once, if installed."""
+    try:
+        from pillow_heif import register_heif_opener
+    except ImportError:
+        return False
+    register_heif_opener()
+    return True
+
+
+def is_image_path(path: Path | str) -> bool:
+    return Path(path).suffix.lower() in IMAGE_EXTENSIONS
+
+
+def load_image(
+    path: Path | str,
+    *,
+    target_size: int | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> Image.Image:
+    """Decode `path` into an upright 8-bit RGB image.
+
+    `target_size` is the longest side the caller will resize to; JPEGs much larger than it
+    are decoded at a reduced DCT scale (draft mode), which is several times faster and
+    keeps at least twice the target resolution for the final resize.
+
+    Raises ImageLoadError (with a reason key) for anything that is not a readable photo.
+    """
+    path = Path(path)
+    try:
+        size_bytes = path.stat().st_size
+    except FileNotFoundError:
+        raise ImageLoadError(path, "not_found", "no such file") from None
+    except OSError as exc:
+        raise ImageLoadError(path, "unreadable", f"cannot read file ({exc.strerror or exc})") from None
+    if path.is_dir():
+        raise ImageLoadError(path, "unreadable", "is a directory, not an image file")
+    if size_bytes == 0:
+        raise ImageLoadError(path, "empty", "file is empty (0 bytes)")
+    if path.suffix.lower() in {".heic", ".heif"} and not heif_available():
+        raise ImageLoadError(
+            path, "unsupported_format", "HEIC/HEIF needs the optional extra: pip install 'longteng[heif]'"
+        )
+
+    with warnings.catch_warnings():
+        # We enforce our own pixel limit below; Pillow's warning would only be noise.
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            image = Image.open(path)
+        except UnidentifiedImageError:
+            raise ImageLoadError(path, "not_an_image", "not an image in a supported format") from None
+        except Image.DecompressionBombError as exc:
+            raise ImageLoadError(path, "too_large", f"decompression-bomb guard: {exc}") from None
+        except PermissionError:
+            raise ImageLoadError(path, "unreadable", "permission denied") from None
+        except OSError as exc:
+            raise ImageLoadError(path, "unreadable", f"cannot open ({exc})") from None
+
+        width, height = image.size
+        if width * height > max_pixels:
+            image.close()
+            raise ImageLoadError(
+                path,
+                "too_large",
+                f"{width}x{height} = {width * height / 1e6:.0f} MP exceeds the {max_pixels / 1e6:.0f} MP "
+                "decompression-bomb guard",
+            )
+        if target_size is not None and image.format == "JPEG":
+            # Orientation-agnostic request: the short side keeps >= 2x the target.
+            image.draft("RGB", (2 * target_size, 2 * target_size))
+        try:
+            image.load()
+        except Image.DecompressionBombError as exc:
+            raise ImageLoadError(path, "too_large", f"decompression-bomb guard: {exc}") from None
+        except (OSError, SyntaxError, ValueError, EOFError) as exc:
+            text = str(exc)
+            reason = "truncated" if "truncat" in text.lower() else "corrupt"
+            raise ImageLoadError(path, reason, f"{reason} image data ({text})") from None
+
+    image = _apply_exif_orientation(image)
+    return to_rgb(image)
+
+
+def _apply_exif_orientation(image: Image.Image) -> Image.Image:
+    try:
+        return ImageOps.exif_transpose(image)
+    except Exception:  # noqa: BLE001 - a malformed EXIF block must not cost the photo itself
+        return image
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Convert any Pillow mode to 8-bit RGB with the right value scaling."""
+    mode = image.mode
+    if mode == "RGB":
+        return image
+    if mode in {"I;16", "I;16L", "I;16B", "I;16N", "I"}:
+        # 16-bit (and Pillow's 32-bit container for 16-bit PNGs): scale 0..65535 to 0..255.
+        values = np.asarray(image, dtype=np.float64)
+        if mode == "I" and values.max(initial=0) <= 255:
+            scaled = values
+        else:
+            scaled = values / 257.0
+        grey = np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+        return Image.fromarray(grey, "L").convert("RGB")
+    if mode == "F":
+        values = np.asarray(image, dtype=np.float64)
+        if values.max(initial=0) <= 1.0:
+            values = values * 255.0
+        grey = np.clip(np.rint(values), 0, 255).astype(np.uint8)
+        return Image.fromarray(grey, "L").convert("RGB")
+    if mode == "CMYK" and image.info.get("icc_profile"):
+        converted = _cmyk_with_profile(image)
+        if converted is not None:
+            return converted
+    if mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+        mode = "RGBA"
+    if mode in {"RGBA", "LA", "PA", "RGBa", "La"}:
+        rgba = image.convert("RGBA")
+        background = Image.new("RGB", rgba.size, _ALPHA_BACKGROUND)
+        background.paste(rgba, mask=rgba.getchannel("A"))
+        return background
+    return image.convert("RGB")
+
+
+def _cmyk_with_profile(image: Image.Image) -> Image.Image | None:
+    import io
+
+    try:
+        source = ImageCms.ImageCmsProfile(io.BytesIO(image.info["icc_profile"]))
+        target = ImageCms.createProfile("sRGB")
+        return ImageCms.profileToProfile(image, source, target, outputMode="RGB")
+    except (ImageCms.PyCMSError, OSError, ValueError):
+        return None

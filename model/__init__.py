@@ -1,0 +1,1 @@
+"""Networks, backbone registry, pretrained-weight mapping and checkpoints (needs torch)."""
