@@ -1,1 +1,13 @@
-"""Top-level commands beyond `data` (train, evaluate, export, predict, score) are added here."""
+"""Top-level commands. Each module imports its heavy dependencies only when it runs."""
+
+from __future__ import annotations
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    from longteng.cli.evaluate_cmd import evaluate_command
+    from longteng.cli.train_cmd import train_command
+
+    app.command("train")(train_command)
+    app.command("evaluate")(evaluate_command)

@@ -11,6 +11,7 @@ import typer
 
 from longteng import __version__
 from longteng.cli import exitcodes
+from longteng.cli.commands import register
 from longteng.cli.data import data_app
 from longteng.errors import LongtengError
 
@@ -22,11 +23,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(data_app, name="data")
-
-
-def _register_optional_groups() -> None:
-    # Command modules for later stages register themselves here; each keeps imports lazy.
-    from longteng.cli import commands  # noqa: F401
+register(app)
 
 
 def _version_callback(value: bool) -> None:
@@ -44,7 +41,6 @@ def _root(
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit code; errors become one line on stderr."""
-    _register_optional_groups()
     try:
         result = app(args=argv, standalone_mode=False, prog_name="longteng")
     except click.exceptions.Exit as exc:

@@ -1,0 +1,58 @@
+"""`longteng evaluate MODEL DATA`: the full report, or champion vs challenger with --compare."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from longteng.cli import console
+
+
+def evaluate_command(
+    model: Path = typer.Argument(..., help="Calibrated model: a run directory or its best.pt."),
+    data: Path = typer.Argument(..., help="Dataset root."),
+    split: str = typer.Option("test", help="Split to evaluate: train, val or test."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write report.json, CSVs and plots here."),
+    compare: Optional[Path] = typer.Option(None, "--compare", help="A challenger model: print deltas with bootstrap CIs."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report (or comparison) as JSON on stdout."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    workers: int = typer.Option(2, help="Processes that decode photos."),
+) -> None:
+    """Evaluate a model on one split: accuracy, per-class and per-tell recall, calibration, risk-coverage."""
+    from longteng.cli.progress import RichReporter
+    from longteng.cli.report_view import print_comparison, print_report
+    from longteng.training.evaluate import evaluate_model
+    from longteng.training.report import comparison, write_comparison, write_report
+    from longteng.decision import OperatingPoint
+    from longteng.errors import ConfigError
+
+    reporter = RichReporter()
+    champion = evaluate_model(model, data, split, device=device, workers=workers, reporter=reporter)
+    if compare is None:
+        if out is not None:
+            write_report(champion.report, out)
+        if as_json:
+            console.out().print_json(json.dumps(champion.report))
+        else:
+            print_report(champion.report)
+        return
+
+    challenger = evaluate_model(compare, data, split, device=device, workers=workers, reporter=reporter)
+    if champion.class_names != challenger.class_names or [r.path for r in champion.records] != [r.path for r in challenger.records]:
+        raise ConfigError("--compare needs two models with the same classes, scored on the same photos")
+    result = comparison(
+        champion.probabilities, challenger.probabilities, champion.labels, champion.class_names,
+        OperatingPoint.from_dict(champion.report["operating_point"]),
+        OperatingPoint.from_dict(challenger.report["operating_point"]),
+        case_ids=[r.case_id for r in champion.records],
+    )
+    result["champion"], result["challenger"] = str(model), str(compare)
+    if out is not None:
+        write_comparison(result, out)
+    if as_json:
+        console.out().print_json(json.dumps(result))
+    else:
+        print_comparison(result)

@@ -1,0 +1,101 @@
+"""Training configuration: one dataclass, saved as RUN/config.json and reloaded by --resume."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from longteng.errors import ConfigError
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Capture-like augmentations. No horizontal flip: mirrored text is itself a counterfeit tell."""
+
+    rotate_degrees: float = 8.0
+    scale_range: tuple[float, float] = (0.85, 1.1)
+    translate_fraction: float = 0.06
+    perspective: float = 0.05
+    brightness: float = 0.2
+    contrast: float = 0.2
+    # Mild on purpose: an off-palette colour is a tell the model must still see.
+    colour_temperature: float = 0.04
+    blur_probability: float = 0.25
+    noise_std: float = 4.0
+    jpeg_probability: float = 0.3
+    jpeg_quality: tuple[int, int] = (55, 95)
+    hflip_probability: float = 0.0
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    data: str
+    out: str
+    epochs: int = 8
+    image_size: int = 224
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 0.02
+    backbone: str = "efficientnet_lite0"
+    weights: str = "default"
+    frozen_epochs: int = 1
+    warmup_fraction: float = 0.1
+    label_smoothing: float = 0.1
+    balance_classes: bool = True
+    seed: int = 0
+    device: str = "auto"
+    workers: int = 0
+    channels_last: bool = True
+    amp: bool = True
+    init: str | None = None
+    max_false_alarm_rate: float = 0.02
+    min_counterfeit_recall: float = 0.98
+    eval_batch_size: int = 64
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise ConfigError(f"--epochs must be at least 1, got {self.epochs}")
+        if self.batch_size < 1:
+            raise ConfigError(f"--batch-size must be at least 1, got {self.batch_size}")
+        if not 16 <= self.image_size <= 1024:
+            raise ConfigError(f"--image-size must be between 16 and 1024, got {self.image_size}")
+        if self.lr <= 0:
+            raise ConfigError(f"--lr must be positive, got {self.lr}")
+        if self.device not in DEVICES:
+            raise ConfigError(f"--device {self.device!r} unknown; allowed: {', '.join(DEVICES)}")
+        if not 0 <= self.frozen_epochs <= self.epochs:
+            raise ConfigError(f"--frozen-epochs must be between 0 and --epochs ({self.epochs})")
+        if not 0 < self.max_false_alarm_rate < 1 or not 0 < self.min_counterfeit_recall < 1:
+            raise ConfigError("--max-false-alarm-rate and --min-recall must lie strictly between 0 and 1")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+        values = dict(data)
+        augment = values.pop("augment", {}) or {}
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(values) - names
+        if unknown:
+            raise ConfigError(f"unknown training config keys: {', '.join(sorted(unknown))}")
+        augment_values = {
+            k: tuple(v) if isinstance(v, list) else v for k, v in augment.items()
+        }
+        return cls(**values, augment=AugmentConfig(**augment_values))
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
+
+    @classmethod
+    def load(cls, path: Path) -> "TrainConfig":
+        try:
+            return cls.from_dict(json.loads(path.read_text()))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"{path}: cannot read training config ({exc})") from None
