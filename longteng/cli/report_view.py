@@ -23,7 +23,12 @@ def print_comparison(result: Mapping) -> None:
     for name, row in result["metrics"].items():
         verdict = {True: "[green]better[/]", False: "[red]worse[/]", None: "no significant change"}[row["better"]]
         table.add_row(
-            name, f"{row['champion']:.4f}", f"{row['challenger']:.4f}", f"{row['delta']:+.4f}",
-            f"[{row['ci_low']:+.4f}, {row['ci_high']:+.4f}]", verdict,
+            name, _number(row["champion"]), _number(row["challenger"]), _number(row["delta"], "+.4f"),
+            f"[{_number(row['ci_low'], '+.4f')}, {_number(row['ci_high'], '+.4f')}]", verdict,
         )
     console.out().print(table)
+
+
+def _number(value: float | None, spec: str = ".4f") -> str:
+    # None: the metric is undefined on this split (e.g. ROC-AUC without counterfeits).
+    return "n/a" if value is None else format(value, spec)

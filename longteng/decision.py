@@ -1,0 +1,208 @@
+"""From class probabilities to what the officer sees: a verdict, the product and a confidence.
+
+Shared by the runtime (ONNX) and by training evaluation, so it imports numpy only.
+
+Operational semantics, which every metric in this project follows:
+
+* The counterfeit score of a photo is the calibrated probability that it shows a counterfeit:
+  the sum of the probabilities of the ``<product>/counterfeit`` classes.
+* An :class:`OperatingPoint` splits the score range in three:
+  ``score < refer_low`` -> GENUINE, ``score >= refer_high`` -> COUNTERFEIT, anything in
+  between -> REFER (the photo goes to an expert).
+* A counterfeit sent to REFER is **not** missed: the expert catches it. A *missed* counterfeit
+  is one declared GENUINE. A *false alarm* is a genuine item declared COUNTERFEIT. Referring
+  costs expert time, so the band should be as narrow as the targets allow.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from longteng.data.layout import AUTHENTICITIES, split_class_name
+from longteng.errors import ConfigError
+
+GENUINE = "GENUINE"
+COUNTERFEIT = "COUNTERFEIT"
+REFER = "REFER"
+VERDICTS = (GENUINE, COUNTERFEIT, REFER)
+
+_COUNTERFEIT_AUTHENTICITY = "counterfeit"
+
+
+@dataclass(frozen=True)
+class OperatingPoint:
+    """Thresholds on the counterfeit score, chosen on validation data.
+
+    ``score < refer_low`` -> GENUINE; ``score >= refer_high`` -> COUNTERFEIT; otherwise REFER.
+    ``refer_low == refer_high`` means there is no REFER band. The two targets record what the
+    thresholds were chosen for (provenance); they do not change how a score is decided.
+    """
+
+    refer_low: float
+    refer_high: float
+    max_false_alarm_rate: float
+    min_counterfeit_recall: float
+
+    def __post_init__(self) -> None:
+        for name in ("refer_low", "refer_high", "max_false_alarm_rate", "min_counterfeit_recall"):
+            value = getattr(self, name)
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                raise ConfigError(f"operating point {name} must be a number, got {value!r}") from None
+            if not math.isfinite(number):
+                raise ConfigError(f"operating point {name} must be finite, got {value!r}")
+            # Plain floats keep the dataclass JSON-serialisable whatever numpy type came in.
+            object.__setattr__(self, name, number)
+        if self.refer_low > self.refer_high:
+            raise ConfigError(
+                f"operating point refer_low {self.refer_low} must not exceed refer_high {self.refer_high}"
+            )
+        for name in ("max_false_alarm_rate", "min_counterfeit_recall"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ConfigError(f"operating point {name} must be within [0, 1], got {getattr(self, name)}")
+
+    @property
+    def has_refer_band(self) -> bool:
+        return self.refer_low < self.refer_high
+
+    def to_dict(self) -> dict[str, float]:
+        return {key: float(value) for key, value in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, object]) -> OperatingPoint:
+        fields = ("refer_low", "refer_high", "max_false_alarm_rate", "min_counterfeit_recall")
+        missing = [name for name in fields if name not in data]
+        if missing:
+            raise ConfigError(f"operating point is missing {', '.join(missing)}")
+        return cls(**{name: data[name] for name in fields})  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the officer is told about one photo.
+
+    ``confidence`` is the calibrated probability of the verdict: the counterfeit score for
+    COUNTERFEIT, one minus it for GENUINE, and for REFER the larger of the two (how sure the
+    model leans either way; the officer should not act on it). ``refer_reason`` says why a
+    photo was referred: ``"uncertain"`` (score inside the band) or ``"unknown"`` (the photo
+    does not look like anything the model was trained on); empty for decided photos.
+    """
+
+    verdict: str
+    product: str
+    confidence: float
+    counterfeit_score: float
+    product_confidence: float
+    refer_reason: str = ""
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """Softmax over the last axis of ``logits / temperature``, stable for any finite logits."""
+    if not (math.isfinite(temperature) and temperature > 0):
+        raise ConfigError(f"temperature must be a positive number, got {temperature}")
+    scaled = np.asarray(logits, dtype=np.float64) / temperature
+    # Subtracting the row maximum keeps exp() from overflowing; the result is unchanged.
+    shifted = scaled - scaled.max(axis=-1, keepdims=True)
+    exponentials = np.exp(shifted)
+    return exponentials / exponentials.sum(axis=-1, keepdims=True)
+
+
+def counterfeit_score(probabilities: np.ndarray, class_names: Sequence[str]) -> np.ndarray:
+    """(N, C) class probabilities -> (N,) probability that each photo shows a counterfeit."""
+    probabilities = _check_probabilities(probabilities, class_names)
+    is_counterfeit = np.array([_authenticity(name) == _COUNTERFEIT_AUTHENTICITY for name in class_names])
+    if not is_counterfeit.any():
+        raise ConfigError(f"no '<product>/counterfeit' class among {list(class_names)}; cannot score counterfeits")
+    # Clipped because float32 probabilities can sum to a hair above 1.
+    return np.clip(probabilities[:, is_counterfeit].sum(axis=1), 0.0, 1.0)
+
+
+def product_probabilities(probabilities: np.ndarray, class_names: Sequence[str]) -> tuple[list[str], np.ndarray]:
+    """(N, C) class probabilities -> (sorted product names, (N, P) marginal probability per product)."""
+    probabilities = _check_probabilities(probabilities, class_names)
+    products = sorted({_product(name) for name in class_names})
+    column_of_product = {product: column for column, product in enumerate(products)}
+    membership = np.zeros((len(class_names), len(products)))
+    for row, name in enumerate(class_names):
+        membership[row, column_of_product[_product(name)]] = 1.0
+    return products, probabilities @ membership
+
+
+def verdicts_for_scores(scores: np.ndarray, operating_point: OperatingPoint) -> np.ndarray:
+    """Vectorised verdict per counterfeit score (strings from VERDICTS), without the unknown flag."""
+    scores = np.asarray(scores, dtype=np.float64)
+    verdicts = np.full(scores.shape, REFER, dtype=object)
+    verdicts[scores < operating_point.refer_low] = GENUINE
+    verdicts[scores >= operating_point.refer_high] = COUNTERFEIT
+    return verdicts
+
+
+def decide(
+    probabilities: np.ndarray,
+    class_names: Sequence[str],
+    operating_point: OperatingPoint,
+    unknown: np.ndarray | None = None,
+) -> list[Decision]:
+    """One :class:`Decision` per row of calibrated ``probabilities``.
+
+    ``unknown[i]`` True forces REFER: an out-of-distribution photo gets no automatic verdict,
+    however confident the classifier is about it.
+    """
+    scores = counterfeit_score(probabilities, class_names)
+    products, per_product = product_probabilities(probabilities, class_names)
+    if unknown is None:
+        unknown = np.zeros(len(scores), dtype=bool)
+    unknown = np.asarray(unknown, dtype=bool)
+    if unknown.shape != scores.shape:
+        raise ConfigError(f"unknown has shape {unknown.shape}, expected ({len(scores)},)")
+    verdicts = verdicts_for_scores(scores, operating_point)
+    best_product = per_product.argmax(axis=1)
+
+    decisions = []
+    for i, score in enumerate(scores):
+        verdict = REFER if unknown[i] else verdicts[i]
+        if verdict == COUNTERFEIT:
+            confidence, reason = score, ""
+        elif verdict == GENUINE:
+            confidence, reason = 1.0 - score, ""
+        else:
+            confidence, reason = max(score, 1.0 - score), ("unknown" if unknown[i] else "uncertain")
+        decisions.append(
+            Decision(
+                verdict=str(verdict),
+                product=products[best_product[i]],
+                confidence=float(confidence),
+                counterfeit_score=float(score),
+                product_confidence=float(per_product[i, best_product[i]]),
+                refer_reason=reason,
+            )
+        )
+    return decisions
+
+
+def _check_probabilities(probabilities: np.ndarray, class_names: Sequence[str]) -> np.ndarray:
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    if probabilities.ndim != 2 or probabilities.shape[1] != len(class_names):
+        raise ConfigError(
+            f"probabilities have shape {probabilities.shape}, expected (N, {len(class_names)}) for classes {list(class_names)}"
+        )
+    for name in class_names:
+        if _authenticity(name) not in AUTHENTICITIES or not _product(name):
+            raise ConfigError(f"class name {name!r} is not '<product>/<genuine|counterfeit>'")
+    return probabilities
+
+
+def _product(name: str) -> str:
+    return split_class_name(name)[0]
+
+
+def _authenticity(name: str) -> str:
+    return split_class_name(name)[1]
