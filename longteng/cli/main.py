@@ -6,8 +6,8 @@ from __future__ import annotations
 import os
 import sys
 
-import click
 import typer
+from typer.exceptions import TyperException
 
 from longteng import __version__
 from longteng.cli import exitcodes
@@ -43,12 +43,13 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit code; errors become one line on stderr."""
     try:
         result = app(args=argv, standalone_mode=False, prog_name="longteng")
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         return exc.exit_code
-    except click.ClickException as exc:
+    except TyperException as exc:
+        # typer >= 0.27 vendors click; its usage errors all derive from TyperException.
         exc.show()
         return exitcodes.USAGE
-    except (click.exceptions.Abort, KeyboardInterrupt):
+    except (typer.Abort, KeyboardInterrupt):
         print("interrupted", file=sys.stderr)
         return exitcodes.INTERRUPTED
     except LongtengError as exc:

@@ -1,0 +1,84 @@
+"""`longteng data synth OUT` (implemented with longteng.data.synth)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from longteng.cli import console
+from longteng.cli.data import data_app
+from longteng.data.synth import TELLS, SynthConfig, parse_size, parse_tell_names, synthesize
+
+_TELL_HELP = "Comma-separated or repeated. Tells: " + ", ".join(TELLS) + "."
+
+
+@data_app.command("synth")
+def synth(
+    out: Annotated[Path, typer.Argument(help="Output folder: new, empty, or an earlier synth output (replaced).")],
+    images: Annotated[int, typer.Option("--images", "-n", help="Number of photos to generate.")],
+    seed: Annotated[int, typer.Option("--seed", help="Random seed; same arguments + seed = identical files.")] = 0,
+    difficulty: Annotated[
+        str, typer.Option("--difficulty", help="easy | medium | hard: how subtle the tells and how rough the photos.")
+    ] = "medium",
+    size: Annotated[
+        str, typer.Option("--size", help="Photo size WIDTHxHEIGHT, up to phone resolution (4000x3000).")
+    ] = "640x480",
+    tells: Annotated[list[str] | None, typer.Option("--tells", help="Only use these tells. " + _TELL_HELP)] = None,
+    exclude_tells: Annotated[
+        list[str] | None, typer.Option("--exclude-tells", help="Never use these tells. " + _TELL_HELP)
+    ] = None,
+    counterfeit_fraction: Annotated[
+        float, typer.Option("--counterfeit-fraction", help="Expected share of counterfeit photos.")
+    ] = 0.5,
+    images_per_case: Annotated[
+        int, typer.Option("--images-per-case", help="Mean photos per seizure case (one shipment).")
+    ] = 8,
+    workers: Annotated[
+        int, typer.Option("--workers", "-j", help="Worker processes; output does not depend on it.")
+    ] = 1,
+) -> None:
+    """Generate synthetic seizure photos of fictional-brand smartphones, drones and USB drives.
+
+    Writes OUT/<product>/<genuine|counterfeit>/*.jpg, OUT/manifest.csv and OUT/synth_config.json.
+    """
+    config = SynthConfig(
+        images=images,
+        seed=seed,
+        difficulty=difficulty,
+        size=parse_size(size),
+        tells=parse_tell_names(tells) if tells else None,
+        exclude_tells=parse_tell_names(exclude_tells or ()),
+        counterfeit_fraction=counterfeit_fraction,
+        images_per_case=images_per_case,
+    )
+    bar = Progress(
+        TextColumn("synth"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console.err(),
+        transient=True,
+    )
+    task = bar.add_task("synth", total=config.images)
+
+    def advance(count: int) -> None:
+        # Started on the first photo, so that argument errors print without a stray bar.
+        if not bar.live.is_started:
+            bar.start()
+        bar.advance(task, count)
+
+    try:
+        summary = synthesize(config, out, workers=workers, progress=advance)
+    finally:
+        bar.stop()
+    splits = " / ".join(f"{split} {count}" for split, count in summary.images_per_split.items())
+    console.out().print(
+        f"wrote {summary.images} photos ({summary.genuine} genuine, {summary.counterfeit} counterfeit; "
+        f"{summary.cases} cases; {splits}) to {summary.out} in {summary.seconds:.1f} s "
+        f"({summary.images_per_second:.1f} photos/s)",
+        markup=False,
+        highlight=False,
+    )
