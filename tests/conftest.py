@@ -65,3 +65,24 @@ def tiny_dataset(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("tiny_dataset")
     make_dataset(root)
     return root
+
+
+@pytest.fixture(scope="session")
+def tiny_onnx_model(tiny_dataset, tmp_path_factory) -> Path:
+    """A model fine-tuned for one epoch on ``tiny_dataset`` (64 px) and exported with every check.
+
+    It starts from the offline ImageNet weights, as every real run does: the unknown-object
+    score needs features that know what a cat looks like.
+
+    Returns RUN/model.onnx; its checkpoint is RUN/best.pt beside it (``path.parent / "best.pt"``).
+    """
+    from longteng.model.export import export_model
+    from longteng.training.config import TrainConfig
+    from longteng.training.trainer import train
+
+    run = tmp_path_factory.mktemp("onnx_run") / "run"
+    result = train(TrainConfig(
+        data=str(tiny_dataset), out=str(run), epochs=1, image_size=64, batch_size=16, weights="default",
+        frozen_epochs=1, workers=1, lr=3e-3, eval_batch_size=32,
+    ))
+    return export_model(result.best, run / "model.onnx").path

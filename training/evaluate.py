@@ -1,6 +1,6 @@
 """Run a model over decoded photos and turn its outputs into the evaluation report.
 
-`ModelOutputs` is what any scorer (a PyTorch checkpoint now, an ONNX file later)
+`ModelOutputs` is what any scorer (a PyTorch checkpoint or an exported ONNX file)
 produces; the report is computed from it by torch-free code, so both give the same numbers.
 """
 
@@ -72,20 +72,22 @@ def evaluate_model(
     batch_size: int = 64,
     reporter: Reporter | None = None,
 ) -> EvaluationRun:
-    """Score one split of a dataset with a calibrated model and build the full report."""
-    from longteng.model.checkpoint import build_model, load_checkpoint, resolve_checkpoint_path
-    from longteng.training.distributed import resolve_device
+    """Score one split of a dataset with a calibrated model and build the full report.
+
+    ``model_path`` is a checkpoint (or run directory) or an exported ``.onnx`` file; both give
+    the same numbers. For an ONNX file the report also has an ``unknown`` section: how well
+    the model's unknown-object score separates these photos from unrelated ones.
+    """
     from longteng.training.report import evaluation_report
 
     reporter = reporter or SilentReporter()
-    if split not in SPLITS:
-        raise ConfigError(f"--split {split!r} unknown; allowed: {', '.join(SPLITS)}")
-    checkpoint = load_checkpoint(resolve_checkpoint_path(model_path))
-    if checkpoint.operating_point is None:
-        raise CheckpointError(f"{model_path}: model is not calibrated yet (use best.pt of a finished run)")
-    classes = checkpoint.class_names
+    if split not in (*SPLITS, "all"):
+        raise ConfigError(f"--split {split!r} unknown; allowed: {', '.join(SPLITS)}, all")
+    is_onnx = Path(model_path).suffix.lower() == ".onnx"
+    model = _OnnxScorer(model_path, device, batch_size) if is_onnx else _CheckpointScorer(model_path, device, batch_size)
+    classes = model.class_names
     index = {name: i for i, name in enumerate(classes)}
-    records = [r for r in scan_dataset(data_root) if r.split == split]
+    records = [r for r in scan_dataset(data_root) if split in (r.split, "all")]
     unknown = sum(1 for r in records if r.label not in index)
     if unknown:
         reporter.warning(f"{unknown} photos of classes the model does not know are left out")
@@ -93,21 +95,85 @@ def evaluate_model(
     if not records:
         raise DatasetError(f"{data_root}: no photos of the model's classes in split {split!r}")
     with reporter.task(f"decode {split}", len(records)) as advance:
-        decoded = decode_images(Path(data_root), records, checkpoint.preprocess, workers=workers, progress=advance)
+        decoded = decode_images(Path(data_root), records, model.preprocess, workers=workers, progress=advance)
     for failure in decoded.failures:
         reporter.warning(f"skipped {failure.path}: {failure.detail}")
-    torch_device = resolve_device(device)
-    model = build_model(checkpoint).to(torch_device).to(memory_format=torch.channels_last)
     with reporter.task(f"score {split}", len(decoded.records)) as advance:
-        logits = torch_logits(model, decoded.pixels, checkpoint.preprocess, torch_device, batch_size=batch_size, progress=advance)
+        logits = model.logits(decoded.pixels, advance)
     labels = np.array([index[r.label] for r in decoded.records], dtype=np.int64)
-    probabilities = softmax(logits, checkpoint.temperature)
+    probabilities = softmax(logits, model.temperature)
     report = evaluation_report(
-        probabilities, labels, classes, OperatingPoint.from_dict(checkpoint.operating_point),
+        probabilities, labels, classes, model.operating_point,
         tells=[r.tells() for r in decoded.records], case_ids=[r.case_id for r in decoded.records], logits=logits,
     )
     report["split"] = split
     report["model"] = str(model_path)
-    report["temperature"] = checkpoint.temperature
+    report["temperature"] = model.temperature
     report["skipped"] = [f.__dict__ for f in decoded.failures]
+    if isinstance(model, _OnnxScorer):
+        report["model_version"] = model.model.metadata.model_version
+        report["unknown"] = model.unknown_report(reporter)
     return EvaluationRun(report, probabilities, labels, decoded.records, classes)
+
+
+class _CheckpointScorer:
+    """A PyTorch checkpoint, scored exactly as training evaluates it."""
+
+    def __init__(self, model_path: Path | str, device: str, batch_size: int) -> None:
+        from longteng.model.checkpoint import build_model, load_checkpoint, resolve_checkpoint_path
+        from longteng.training.distributed import resolve_device
+
+        checkpoint = load_checkpoint(resolve_checkpoint_path(model_path))
+        if checkpoint.operating_point is None:
+            raise CheckpointError(f"{model_path}: model is not calibrated yet (use best.pt of a finished run)")
+        self.class_names = checkpoint.class_names
+        self.preprocess = checkpoint.preprocess
+        self.temperature = checkpoint.temperature
+        self.operating_point = OperatingPoint.from_dict(checkpoint.operating_point)
+        self.device = resolve_device(device)
+        self.network = build_model(checkpoint).to(self.device).to(memory_format=torch.channels_last)
+        self.batch_size = batch_size
+
+    def logits(self, pixels: np.ndarray, progress: Callable[[int], None]) -> np.ndarray:
+        return torch_logits(self.network, pixels, self.preprocess, self.device, batch_size=self.batch_size, progress=progress)
+
+
+class _OnnxScorer:
+    """An exported model, scored through the officer's runtime (OnnxModel.run)."""
+
+    def __init__(self, model_path: Path | str, device: str, batch_size: int) -> None:
+        from longteng.inference.session import OnnxModel, RuntimeOptions
+
+        self.model = OnnxModel(model_path, RuntimeOptions(device=device))
+        metadata = self.model.metadata
+        self.class_names = metadata.class_names
+        self.preprocess = metadata.preprocess
+        self.temperature = metadata.temperature
+        self.operating_point = metadata.operating_point
+        self.batch_size = batch_size
+        self.outputs: dict[str, np.ndarray] = {}
+
+    def logits(self, pixels: np.ndarray, progress: Callable[[int], None]) -> np.ndarray:
+        from longteng.training.onnx_scoring import onnx_outputs
+
+        self.outputs = onnx_outputs(self.model, pixels, batch_size=self.batch_size, progress=progress)
+        return self.outputs["logits"]
+
+    def unknown_report(self, reporter: Reporter) -> dict | None:
+        """The unknown-object score on the photos just scored vs generated unrelated photos."""
+        import tempfile
+
+        from longteng.model.parity import load_photos
+        from longteng.training.onnx_scoring import onnx_outputs
+        from longteng.training.unknown_fit import unknown_evaluation
+        from longteng.training.unrelated_photos import write_unrelated_photos
+
+        detector = self.model.metadata.unknown
+        if detector is None:
+            reporter.warning("the model has no unknown-object detector; the report has no unknown section")
+            return None
+        with tempfile.TemporaryDirectory(prefix="longteng-unrelated-") as directory:
+            unrelated = write_unrelated_photos(Path(directory))
+            pixels = load_photos([photo.path for photo in unrelated], self.preprocess)
+        unrelated_outputs = onnx_outputs(self.model, pixels, batch_size=self.batch_size)
+        return unknown_evaluation(detector, self.outputs, unrelated_outputs, [photo.kind for photo in unrelated])

@@ -12,9 +12,9 @@ from longteng.cli import console
 
 
 def evaluate_command(
-    model: Path = typer.Argument(..., help="Calibrated model: a run directory or its best.pt."),
+    model: Path = typer.Argument(..., help="Calibrated model: a run directory, its best.pt, or an exported .onnx file."),
     data: Path = typer.Argument(..., help="Dataset root."),
-    split: str = typer.Option("test", help="Split to evaluate: train, val or test."),
+    split: str = typer.Option("test", help="Split to evaluate: train, val, test, or all (a dataset held out as a whole)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write report.json, CSVs and plots here."),
     compare: Optional[Path] = typer.Option(None, "--compare", help="A challenger model: print deltas with bootstrap CIs."),
     as_json: bool = typer.Option(False, "--json", help="Print the report (or comparison) as JSON on stdout."),
@@ -38,6 +38,7 @@ def evaluate_command(
             console.out().print_json(json.dumps(champion.report))
         else:
             print_report(champion.report)
+            _print_unknown(champion.report.get("unknown"))
         return
 
     challenger = evaluate_model(compare, data, split, device=device, workers=workers, reporter=reporter)
@@ -56,3 +57,17 @@ def evaluate_command(
         console.out().print_json(json.dumps(result))
     else:
         print_comparison(result)
+
+
+def _print_unknown(unknown: dict | None) -> None:
+    if not unknown:
+        return
+    baselines = ", ".join(f"{name} {auc:.4f}" for name, auc in unknown["baselines_roc_auc"].items())
+    console.out().print(
+        f"\nUnknown objects ({unknown['method']}, threshold {unknown['threshold']:.4g})\n"
+        f"  ROC-AUC these photos vs {unknown['n_unrelated']} unrelated photos  {unknown['roc_auc']:.4f}"
+        + (f"  (baseline {baselines})" if baselines else "")
+        + f"\n  flagged unknown: {unknown['known_flagged_rate']:.1%} of these photos, "
+        f"{unknown['unrelated_flagged_rate']:.1%} of the unrelated ones",
+        markup=False, highlight=False,
+    )

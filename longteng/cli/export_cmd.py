@@ -1,0 +1,63 @@
+"""`longteng export RUN_OR_CHECKPOINT --out model.onnx`: the file the officer's runtime loads (imports torch only when run)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from longteng.cli import console
+
+
+def export_command(
+    model: Path = typer.Argument(..., help="Calibrated model: a run directory or its best.pt."),
+    out: Path = typer.Option(..., "--out", "-o", help="The .onnx file to write; its model card goes beside it (.md)."),
+    int8: bool = typer.Option(False, "--int8", help="Ship a static int8 (QDQ) model, gated on agreement with fp32."),
+    calibration: Optional[Path] = typer.Option(
+        None, "--calibration", help="Dataset root for int8 calibration (train split) and its gate (val split); default: the training data."
+    ),
+    opset: int = typer.Option(18, "--opset", help="ONNX opset (18+: dynamo exporter; below: TorchScript exporter)."),
+    force: bool = typer.Option(False, "--force", help="Ship the int8 model even below 99% top-1 agreement with fp32."),
+    parity_data: Optional[Path] = typer.Option(
+        None, "--parity-data", help="Dataset root for the parity gate and the unknown-object fit, when the training data has moved."
+    ),
+    int8_mode: str = typer.Option("u8-7bit-float-ends-percentile", "--int8-mode", help="Quantization recipe (see model/quantize.py)."),
+) -> None:
+    """Export a checkpoint to one self-describing ONNX file, checked against the checkpoint on real photos."""
+    from longteng.cli.progress import RichReporter
+    from longteng.model.export import ExportOptions, export_model
+
+    options = ExportOptions(
+        opset=opset, int8=int8, calibration=calibration, force=force, parity_data=parity_data, int8_mode=int8_mode
+    )
+    result = export_model(model, out, options, RichReporter())
+    console.out().print(_summary(result), markup=False, highlight=False)
+
+
+def _summary(result) -> str:
+    parity = result.parity
+    lines = [
+        f"wrote {result.path} (model version {result.model_version}, {result.exporter}, "
+        f"opset {result.metadata.provenance['opset']})",
+        f"  parity with the checkpoint: {parity.n_photos} photos, max |logit difference| "
+        f"{parity.max_abs_logit_difference:.2e}, top-1 agreement {parity.top1_agreement:.2%}",
+    ]
+    if result.int8 is not None:
+        int8 = result.int8
+        change = "n/a" if int8.accuracy_change is None else f"{int8.accuracy_change:+.4f}"
+        lines.append(
+            f"  int8 ({int8.mode}): top-1 agreement with fp32 {int8.top1_agreement:.2%} on {int8.n_photos} val photos, "
+            f"accuracy change {change}" + ("  (below the gate: shipped with --force)" if int8.forced else "")
+        )
+    unknown = result.unknown
+    if unknown is None:
+        lines.append("  unknown objects: no detector (no training data found)")
+    else:
+        baselines = ", ".join(f"{name} {auc:.3f}" for name, auc in unknown["baselines_roc_auc"].items())
+        lines.append(
+            f"  unknown objects ({unknown['method']}, threshold {unknown['threshold']:.4g}): ROC-AUC {unknown['roc_auc']:.3f} "
+            f"({unknown['known_split']} vs unrelated photos)" + (f"; baseline {baselines}" if baselines else "")
+        )
+    lines.append(f"  model card: {result.card_path}")
+    return "\n".join(lines)

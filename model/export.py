@@ -1,0 +1,327 @@
+"""`longteng export`: one ONNX file that carries everything the officer's runtime needs.
+
+Readable top to bottom: load the checkpoint -> export the graph (four outputs, dynamic batch)
+-> parity gate against the checkpoint on real photos -> optional int8 and its gate -> fit the
+unknown-object detector with the model that ships -> metadata (classes, preprocessing,
+temperature, operating point, detector, version, provenance) -> the file and its model card.
+Nothing is written at ``out`` unless every gate passed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import torch
+
+from longteng import __version__
+from longteng.data.layout import Record, scan_dataset
+from longteng.decision import OperatingPoint
+from longteng.errors import CheckpointError, ConfigError, DatasetError
+from longteng.inference.metadata import ModelMetadata, UnknownDetector
+from longteng.inference.session import OnnxModel, RuntimeOptions
+from longteng.model.checkpoint import Checkpoint, build_model, load_checkpoint, resolve_checkpoint_path
+from longteng.model.model_card import write_model_card
+from longteng.model.onnx_graph import to_onnx
+from longteng.model.parity import ParityResult, load_photos, parity_gate
+from longteng.model.quantize import DEFAULT_INT8_MODE, Int8Result, compare_int8, int8_mode, quantize_int8, require_int8_agreement
+from longteng.training.cache import decode_images
+from longteng.training.onnx_scoring import onnx_outputs
+from longteng.training.progress import Reporter, SilentReporter
+from longteng.training.unknown_fit import UnknownFitConfig, fit_unknown_detector, unknown_evaluation
+from longteng.training.unrelated_photos import write_skimage_photos, write_unrelated_photos
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    # 18 is what the dynamo exporter writes natively; below it the TorchScript exporter is used.
+    opset: int = 18
+    int8: bool = False
+    calibration: Path | None = None  # dataset root for int8 calibration; default: the training data
+    force: bool = False  # ship an int8 model below the agreement gate
+    parity_data: Path | None = None  # dataset root when the checkpoint's training data is not here
+    int8_mode: str = DEFAULT_INT8_MODE
+    unknown: UnknownFitConfig = field(default_factory=UnknownFitConfig)
+    parity_sample: int = 48  # dataset photos added to scikit-image's photos in the parity gate
+    max_fit_photos: int = 2000  # training photos the unknown detector is fitted on
+    max_calibration_photos: int = 200
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not 13 <= self.opset <= 23:
+            raise ConfigError(f"--opset must lie between 13 and 23, got {self.opset}")
+        int8_mode(self.int8_mode)
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    path: Path
+    card_path: Path
+    metadata: ModelMetadata
+    exporter: str
+    exporter_note: str  # why the fallback exporter was used, or ""
+    parity: ParityResult
+    int8: Int8Result | None
+    unknown: dict[str, Any] | None  # the detector's ROC-AUC and flag rates, None without data
+
+    @property
+    def model_version(self) -> str:
+        return self.metadata.model_version
+
+
+def export_model(
+    checkpoint: Path, out: Path, options: ExportOptions = ExportOptions(), reporter: Reporter | None = None
+) -> ExportResult:
+    reporter = reporter or SilentReporter()
+    out = _check_out(Path(out))
+    source = load_checkpoint(resolve_checkpoint_path(checkpoint))
+    if source.operating_point is None:
+        raise CheckpointError(f"{checkpoint}: model is not calibrated yet (export best.pt of a finished run)")
+    data = _training_data(source, options, reporter)
+
+    with tempfile.TemporaryDirectory(prefix="longteng-export-") as scratch_name:
+        scratch = Path(scratch_name)
+        with reporter.task("export the graph", 1) as advance:
+            graph, exporter, note = to_onnx(build_model(source), source.temperature, source.preprocess.input_size, options.opset)
+            advance(1)
+        if note:
+            reporter.warning(f"used the {exporter} exporter: {note}")
+        fp32_path = _save(graph, _metadata(source, None, "unversioned", {}), scratch / "fp32.onnx")
+
+        parity = parity_gate(fp32_path, source, _parity_pixels(source, data, scratch, options))
+        reporter.message(
+            f"parity with the checkpoint on {parity.n_photos} photos: max |logit difference| "
+            f"{parity.max_abs_logit_difference:.2e}, top-1 agreement {parity.top1_agreement:.0%}"
+        )
+
+        shipped, int8 = fp32_path, None
+        if options.int8:
+            shipped, int8 = _int8(fp32_path, source, data, scratch, options, reporter)
+
+        detector, unknown = None, None
+        if data is not None:
+            detector, unknown = _unknown_detector(shipped, data, scratch, options, reporter)
+        else:
+            reporter.warning("no training data found: the model ships without an unknown-object detector")
+
+        final = onnx.load(str(shipped))
+        provenance = _provenance(source, data, exporter, options.opset, parity, int8, unknown)
+        metadata = _metadata(source, detector, model_version(final), provenance)
+        _save(final, metadata, out)
+    card = write_model_card(metadata, out)
+    return ExportResult(out, card, metadata, exporter, note, parity, int8, unknown)
+
+
+def model_version(model: onnx.ModelProto) -> str:
+    """First 16 hex digits of the sha256 of the model without its metadata: same weights, same version."""
+    bare = onnx.ModelProto()
+    bare.CopyFrom(model)
+    del bare.metadata_props[:]
+    return hashlib.sha256(bare.SerializeToString(deterministic=True)).hexdigest()[:16]
+
+
+# --------------------------------------------------------------------------- data
+
+
+class _TrainingData:
+    """A dataset root's photos of the model's classes, decoded once per split, sampled reproducibly."""
+
+    def __init__(self, root: Path, checkpoint: Checkpoint, seed: int) -> None:
+        self.root = root
+        self.spec = checkpoint.preprocess
+        self.index = {name: i for i, name in enumerate(checkpoint.class_names)}
+        self.records = [r for r in scan_dataset(root) if r.label in self.index]
+        self.seed = seed
+        self._decoded: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = {}
+
+    def split(self, split: str, limit: int) -> tuple[np.ndarray, np.ndarray]:
+        """(uint8 pixels, labels) of at most ``limit`` photos of ``split`` (a random sample beyond it)."""
+        key = (split, limit)
+        if key not in self._decoded:
+            chosen: list[Record] = [r for r in self.records if r.split == split]
+            if len(chosen) > limit:
+                keep = np.random.default_rng(self.seed).choice(len(chosen), limit, replace=False)
+                chosen = [chosen[i] for i in sorted(keep)]
+            decoded = decode_images(self.root, chosen, self.spec)
+            labels = np.array([self.index[r.label] for r in decoded.records], dtype=np.int64)
+            self._decoded[key] = (np.asarray(decoded.pixels), labels)
+        return self._decoded[key]
+
+
+def _training_data(checkpoint: Checkpoint, options: ExportOptions, reporter: Reporter) -> _TrainingData | None:
+    candidates = [options.parity_data, checkpoint.train_config.get("data")]
+    for candidate in candidates:
+        if candidate and Path(candidate).is_dir():
+            return _TrainingData(Path(candidate), checkpoint, options.seed)
+    if options.parity_data is not None:
+        raise DatasetError(f"--parity-data {options.parity_data}: no such dataset directory")
+    reporter.warning(
+        f"the training data {checkpoint.train_config.get('data')!r} is not here: parity is checked on "
+        "scikit-image's photos only (pass a dataset root with --parity-data for the full checks)"
+    )
+    return None
+
+
+def _parity_pixels(checkpoint: Checkpoint, data: _TrainingData | None, scratch: Path, options: ExportOptions) -> np.ndarray:
+    photos = load_photos(write_skimage_photos(scratch / "parity"), checkpoint.preprocess)
+    if data is None:
+        return photos
+    sample, _ = data.split("train", options.parity_sample)
+    return np.concatenate([photos, sample])
+
+
+# --------------------------------------------------------------------------- int8
+
+
+def _int8(
+    fp32_path: Path, checkpoint: Checkpoint, data: _TrainingData | None, scratch: Path, options: ExportOptions,
+    reporter: Reporter,
+) -> tuple[Path, Int8Result]:
+    if options.calibration is not None:
+        if not Path(options.calibration).is_dir():
+            raise DatasetError(f"--calibration {options.calibration}: no such dataset directory")
+        data = _TrainingData(Path(options.calibration), checkpoint, options.seed)
+    if data is None:
+        raise ConfigError("--int8 needs calibration photos: pass --calibration DATA (a dataset root)")
+    calibration, _ = data.split("train", options.max_calibration_photos)
+    val_pixels, val_labels = data.split("val", 10**9)
+    if len(calibration) == 0 or len(val_pixels) == 0:
+        raise DatasetError(f"{data.root}: int8 needs photos in the train split (calibration) and the val split (the gate)")
+    mode = int8_mode(options.int8_mode)
+    int8_path = scratch / "int8.onnx"
+    with reporter.task(f"int8 calibration ({mode.name})", len(calibration)) as advance:
+        quantize_int8(fp32_path, int8_path, calibration, checkpoint.preprocess, mode)
+        advance(len(calibration))
+    runtime = RuntimeOptions(device="cpu")
+    fp32_logits = onnx_outputs(OnnxModel(fp32_path, runtime), val_pixels, ("logits",))["logits"]
+    int8_logits = onnx_outputs(OnnxModel(_with_metadata_of(int8_path, fp32_path), runtime), val_pixels, ("logits",))["logits"]
+    result = compare_int8(fp32_logits, int8_logits, val_labels, mode.name, len(calibration))
+    result = require_int8_agreement(result, options.force)
+    if result.forced:
+        reporter.warning(f"int8 agrees with fp32 on only {result.top1_agreement:.2%}; shipped because of --force")
+    return int8_path, result
+
+
+def _with_metadata_of(target: Path, source: Path) -> Path:
+    """Give the quantized file the fp32 file's metadata, so the runtime can open it."""
+    model = onnx.load(str(target))
+    props = {entry.key: entry.value for entry in onnx.load(str(source), load_external_data=False).metadata_props}
+    onnx.helper.set_model_props(model, props)
+    onnx.save(model, str(target))
+    return target
+
+
+# --------------------------------------------------------------------------- unknown objects
+
+
+def _unknown_detector(
+    model_path: Path, data: _TrainingData, scratch: Path, options: ExportOptions, reporter: Reporter
+) -> tuple[UnknownDetector, dict[str, Any]]:
+    model = OnnxModel(model_path, RuntimeOptions(device="cpu"))
+    train_pixels, train_labels = data.split("train", options.max_fit_photos)
+    val_pixels, _ = data.split("val", 10**9)
+    if len(train_pixels) == 0 or len(val_pixels) == 0:
+        raise DatasetError(f"{data.root}: the unknown-object detector needs photos in the train and val splits")
+    with reporter.task("fit the unknown-object detector", len(train_pixels) + len(val_pixels)) as advance:
+        train_outputs = onnx_outputs(model, train_pixels, progress=advance)
+        val_outputs = onnx_outputs(model, val_pixels, progress=advance)
+        detector = fit_unknown_detector(train_outputs, train_labels, val_outputs, options.unknown)
+
+    known_split = "test"
+    known_pixels, _ = data.split("test", 10**9)
+    if len(known_pixels) == 0:
+        known_split, known_pixels = "val", val_pixels
+    unrelated = write_unrelated_photos(scratch / "unrelated", seed=options.seed)
+    unrelated_outputs = onnx_outputs(model, load_photos([photo.path for photo in unrelated], data.spec))
+    summary = unknown_evaluation(detector, onnx_outputs(model, known_pixels), unrelated_outputs, [p.kind for p in unrelated])
+    summary["known_split"] = known_split
+    reporter.message(
+        f"unknown objects ({detector.method}): ROC-AUC {summary['roc_auc']:.3f} on {summary['n_known']} {known_split} "
+        f"vs {summary['n_unrelated']} unrelated photos; flagged {summary['unrelated_flagged_rate']:.0%} of unrelated, "
+        f"{summary['known_flagged_rate']:.0%} of {known_split}"
+    )
+    return detector, summary
+
+
+# --------------------------------------------------------------------------- metadata and files
+
+
+def _metadata(
+    checkpoint: Checkpoint, detector: UnknownDetector | None, version: str, provenance: dict[str, Any]
+) -> ModelMetadata:
+    return ModelMetadata(
+        class_names=list(checkpoint.class_names),
+        preprocess=checkpoint.preprocess,
+        temperature=checkpoint.temperature,
+        operating_point=OperatingPoint.from_dict(checkpoint.operating_point or {}),
+        unknown=detector,
+        model_version=version,
+        provenance=provenance,
+    )
+
+
+def _provenance(
+    checkpoint: Checkpoint, data: _TrainingData | None, exporter: str, opset: int, parity: ParityResult,
+    int8: Int8Result | None, unknown: dict[str, Any] | None,
+) -> dict[str, Any]:
+    from longteng.data.synth.generate import CONFIG_NAME as SYNTH_CONFIG_NAME
+
+    return _json_safe({
+        "backbone": checkpoint.model_config.get("backbone"),
+        "initial_weights": checkpoint.train_config.get("weights"),
+        # None: the training data was not here to tell.
+        "synthetic_data": None if data is None else (data.root / SYNTH_CONFIG_NAME).is_file(),
+        "model_config": checkpoint.model_config,
+        "manifest_hash": checkpoint.manifest_hash,
+        "training_data": checkpoint.train_config.get("data"),
+        "epoch": checkpoint.epoch,
+        "metrics": checkpoint.metrics,
+        "export_date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "code_version": checkpoint.code_version,
+        "exporter_version": __version__,
+        "exporter": exporter,
+        "torch_version": torch.__version__,
+        "opset": opset,
+        "parity": parity.to_dict(),
+        "int8": int8.to_dict() if int8 else None,
+        "unknown": unknown,
+    })
+
+
+def _save(model: onnx.ModelProto, metadata: ModelMetadata, path: Path) -> Path:
+    """One self-contained file (no external data), written atomically."""
+    onnx.helper.set_model_props(model, metadata.to_props())
+    temporary = path.with_name(path.name + ".tmp")
+    onnx.save_model(model, str(temporary), save_as_external_data=False)
+    os.replace(temporary, path)
+    return path
+
+
+def _check_out(out: Path) -> Path:
+    if out.suffix.lower() != ".onnx":
+        raise ConfigError(f"--out {out}: the model file name must end in .onnx")
+    if out.is_dir():
+        raise ConfigError(f"--out {out} is a directory; name the .onnx file to write")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def _json_safe(value: Any) -> Any:
+    """Plain JSON: NaN and infinities (e.g. an AUC undefined on a split) become null."""
+    if isinstance(value, dict):
+        return {str(key): _json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(item) for item in value]
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
