@@ -7,7 +7,12 @@ import typer
 
 def register(app: typer.Typer) -> None:
     from longteng.cli.evaluate_cmd import evaluate_command
+    from longteng.cli.export_cmd import export_command
+    from longteng.cli.predict_cmd import EPILOG as PREDICT_EPILOG
+    from longteng.cli.predict_cmd import predict_command
     from longteng.cli.train_cmd import train_command
 
     app.command("train")(train_command)
     app.command("evaluate")(evaluate_command)
+    app.command("export")(export_command)
+    app.command("predict", epilog=PREDICT_EPILOG)(predict_command)

@@ -1,0 +1,170 @@
+"""Heatmap overlays: which regions of a photo drove its verdict. numpy and Pillow only.
+
+The model exports ``class_maps`` (C, h, w): the classification head applied at every position
+of the last feature map (their spatial mean is the logits), so a heatmap costs no extra pass.
+
+* **Which map.** The evidence for the verdict over its alternative, for the photo's product:
+  COUNTERFEIT shows ``<product>/counterfeit`` minus ``<product>/genuine``, GENUINE the reverse,
+  and REFER the counterfeit evidence (where an expert should look first). A raw class map
+  would mostly light up "this is a drone", which genuine and counterfeit drones share. For
+  GENUINE and COUNTERFEIT only positive evidence is shown (negative values are clipped),
+  scaled so the strongest region of the photo is 1; since the map's mean is the verdict's
+  winning logit margin, some region is always positive. For REFER the evidence is relative
+  (weakest region 0, strongest 1): where the photo looks most counterfeit, even if nowhere
+  does outright; a flat map gets no colour.
+* **Geometry.** The model saw the photo letterboxed into an S x S square. The padded bands are
+  cropped from the map and the rest is stretched bilinearly over the upright photo (EXIF
+  orientation applied, as the model saw it), at the photo's own size.
+* **Blend.** A perceptual colour map (dark blue -> red -> yellow), blended with an opacity that
+  grows with the heat, so regions without evidence keep the photo's own pixels.
+
+Files are named ``<stem>-<8 hex>.<jpg|png>``: the stem reduced to ``[A-Za-z0-9._-]`` (safe on
+any file system), the hex a hash of the input's absolute path (unique per input, stable
+between runs).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from longteng.data.layout import split_class_name
+from longteng.decision import GENUINE, REFER, Decision
+from longteng.errors import ConfigError
+from longteng.imageio import DEFAULT_MAX_PIXELS, load_image
+from longteng.preprocess import PreprocessSpec
+
+FORMATS = {"jpg": "JPEG", "png": "PNG"}
+# Anchor colours of the heat scale from 0 (no evidence) to 1 (strongest), roughly "inferno"
+# with the dark end lifted so low heat still reads as a colour on a dark photo.
+_ANCHORS = np.array(
+    [
+        [0.00, 30, 20, 90],
+        [0.25, 110, 30, 140],
+        [0.50, 200, 50, 90],
+        [0.75, 245, 130, 30],
+        [1.00, 255, 240, 80],
+    ]
+)
+_STEM_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_MAX_STEM = 60
+
+
+@dataclass(frozen=True)
+class ExplainOptions:
+    out_dir: Path
+    image_format: str = "jpg"
+    opacity: float = 0.6  # of the colour at full heat
+    max_pixels: int = DEFAULT_MAX_PIXELS
+
+    def __post_init__(self) -> None:
+        if self.image_format not in FORMATS:
+            raise ConfigError(f"heatmap format {self.image_format!r} unknown; allowed: {', '.join(FORMATS)}")
+        if not 0.0 < self.opacity <= 1.0:
+            raise ConfigError(f"heatmap opacity must be within (0, 1], got {self.opacity}")
+
+
+def write_overlay(
+    path: Path,
+    decision: Decision,
+    class_maps: np.ndarray,
+    class_names: Sequence[str],
+    spec: PreprocessSpec,
+    options: ExplainOptions,
+) -> Path:
+    """Reload ``path`` upright at full size, blend its heatmap and save it; return the file written.
+
+    Raises ImageLoadError if the photo cannot be decoded again, OSError if writing fails.
+    """
+    photo = load_image(path, max_pixels=options.max_pixels)
+    overlay = blend(photo, evidence_map(class_maps, decision, class_names), spec, options.opacity)
+    target = options.out_dir / overlay_name(path, options.image_format)
+    if options.image_format == "jpg":
+        overlay.save(target, FORMATS["jpg"], quality=90)
+    else:
+        overlay.save(target, FORMATS["png"], compress_level=1)  # fast: overlays are for looking at
+    return target
+
+
+def evidence_map(class_maps: np.ndarray, decision: Decision, class_names: Sequence[str]) -> np.ndarray:
+    """(h, w) evidence in [0, 1] for the decision's verdict over its alternative."""
+    class_maps = np.asarray(class_maps, dtype=np.float64)
+    if class_maps.ndim != 3 or class_maps.shape[0] != len(class_names):
+        raise ConfigError(f"class maps have shape {class_maps.shape}, expected ({len(class_names)}, h, w)")
+    for_genuine = decision.verdict == GENUINE
+    target = _class_index(class_names, decision.product, "genuine" if for_genuine else "counterfeit")
+    other = _class_index(class_names, decision.product, "counterfeit" if for_genuine else "genuine")
+    if target is None:
+        return np.zeros(class_maps.shape[1:])
+    baseline = class_maps[other] if other is not None else class_maps.mean(axis=0)
+    evidence = class_maps[target] - baseline
+    if decision.verdict == REFER:
+        # Relative: the expert wants where it looks most counterfeit, even when no region
+        # outright does (a REFER photo often has no positive counterfeit evidence at all).
+        evidence = evidence - evidence.min()
+    evidence = np.clip(evidence, 0.0, None)
+    peak = evidence.max()
+    return evidence / peak if peak > 0 else evidence
+
+
+def blend(photo: Image.Image, heat: np.ndarray, spec: PreprocessSpec, opacity: float) -> Image.Image:
+    """Colour ``heat`` (h, w in [0, 1], over the model's letterboxed input) onto the upright photo."""
+    width, height = photo.size
+    rows, columns = heat.shape
+    left, top, right, bottom = content_box(width, height, spec)
+    scale_x, scale_y = columns / spec.input_size, rows / spec.input_size
+    # uint8 all the way: at 50 MP a float image per step would cost gigabytes.
+    small = Image.fromarray(np.clip(np.rint(heat * 255.0), 0, 255).astype(np.uint8), "L")
+    full = small.resize(
+        (width, height),
+        Image.Resampling.BILINEAR,
+        box=(left * scale_x, top * scale_y, right * scale_x, bottom * scale_y),
+    )
+    lut = colour_lut()
+    coloured = Image.merge("RGB", [full.point(lut[:, channel].tolist()) for channel in range(3)])
+    mask = full.point([int(round(v * opacity)) for v in range(256)])
+    return Image.composite(coloured, photo.convert("RGB"), mask)
+
+
+def content_box(width: int, height: int, spec: PreprocessSpec) -> tuple[int, int, int, int]:
+    """(left, top, right, bottom) of the photo inside the model's S x S input.
+
+    The inverse geometry of ``longteng.preprocess.resize_to_input``; tests hold the two together.
+    """
+    size = spec.input_size
+    if spec.resize_mode == "stretch":
+        return 0, 0, size, size
+    scale = size / max(width, height)
+    new_w = max(1, min(size, round(width * scale)))
+    new_h = max(1, min(size, round(height * scale)))
+    left, top = (size - new_w) // 2, (size - new_h) // 2
+    return left, top, left + new_w, top + new_h
+
+
+def colour_lut() -> np.ndarray:
+    """(256, 3) uint8 colours of the heat scale."""
+    positions = np.linspace(0.0, 1.0, 256)
+    channels = [np.interp(positions, _ANCHORS[:, 0], _ANCHORS[:, c]) for c in (1, 2, 3)]
+    return np.clip(np.rint(np.stack(channels, axis=1)), 0, 255).astype(np.uint8)
+
+
+def overlay_name(path: Path, image_format: str) -> str:
+    """A file-system-safe name, unique per input path and stable between runs."""
+    digest = hashlib.sha1(os.fsencode(os.path.abspath(path))).hexdigest()[:8]
+    stem = _STEM_UNSAFE.sub("_", os.fsdecode(path.stem)).strip("._")[:_MAX_STEM] or "photo"
+    return f"{stem}-{digest}.{image_format}"
+
+
+def _class_index(class_names: Sequence[str], product: str, authenticity: str) -> int | None:
+    for index, name in enumerate(class_names):
+        if split_class_name(name) == (product, authenticity):
+            return index
+    return None
+

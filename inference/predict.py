@@ -1,0 +1,186 @@
+"""Verdicts for photos: load the exported model once, decode photos in a small thread pool,
+run them through onnxruntime in batches and decide each one. onnxruntime, numpy, Pillow only.
+
+Every input gives exactly one result, in input order: a :class:`PhotoPrediction`, or a
+:class:`PhotoFailure` naming the file and a reason key (the loader's ``not_found``,
+``unreadable``, ``empty``, ``not_an_image``, ``truncated``, ``corrupt``, ``too_large``,
+``unsupported_format``, or discovery's ``no_match``, ``no_images``, ``symlink_loop``). A bad
+photo never stops the others.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from longteng.decision import Decision, decide
+from longteng.errors import ConfigError, ImageLoadError
+from longteng.imageio import DEFAULT_MAX_PIXELS
+from longteng.inference.discover import DiscoveryError
+from longteng.inference.metadata import ModelMetadata
+from longteng.inference.session import OnnxModel, RuntimeOptions
+from longteng.preprocess import load_resized
+
+# Decoding a phone JPEG is I/O plus C code that releases the GIL, so threads overlap well;
+# more than four rarely helps and costs memory for 50 MP photos in flight.
+_MAX_DECODE_WORKERS = 4
+
+
+@dataclass(frozen=True)
+class PredictOptions:
+    threads: int = 0  # onnxruntime intra-op threads; 0: its default
+    device: str = "auto"
+    batch_size: int = 16
+    decode_workers: int = 0  # 0: min(4, CPU count)
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    top_k: int = 3
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ConfigError(f"batch size must be at least 1, got {self.batch_size}")
+        if self.threads < 0 or self.decode_workers < 0:
+            raise ConfigError("thread and worker counts cannot be negative")
+        if self.max_pixels < 1:
+            raise ConfigError(f"max pixels must be positive, got {self.max_pixels}")
+        if self.top_k < 1:
+            raise ConfigError(f"top_k must be at least 1, got {self.top_k}")
+
+
+@dataclass(frozen=True)
+class PhotoPrediction:
+    """The verdict for one photo plus what explains it.
+
+    ``probabilities`` are the calibrated class probabilities (order of the model's class
+    names); ``class_maps`` (C, h, w) are the class logits at each position of the last
+    feature map, for heatmaps; ``unknown_score`` is None when the model has no detector.
+    """
+
+    path: Path
+    decision: Decision
+    top_classes: tuple[tuple[str, float], ...]
+    probabilities: np.ndarray
+    unknown_score: float | None
+    unknown: bool
+    class_maps: np.ndarray | None
+
+
+@dataclass(frozen=True)
+class PhotoFailure:
+    path: Path
+    reason: str
+    detail: str
+
+
+PhotoResult = PhotoPrediction | PhotoFailure
+
+
+class Predictor:
+    """An exported model, loaded once, that turns photo paths into results."""
+
+    def __init__(self, model_path: Path | str, options: PredictOptions = PredictOptions()) -> None:
+        self.options = options
+        self.model = OnnxModel(model_path, RuntimeOptions(threads=options.threads, device=options.device))
+
+    @property
+    def metadata(self) -> ModelMetadata:
+        return self.model.metadata
+
+    @property
+    def model_path(self) -> Path:
+        return self.model.path
+
+    def predict(self, paths: Iterable[Path | DiscoveryError]) -> Iterator[PhotoResult]:
+        """One result per entry, in order; discovery errors pass through as failures.
+
+        Lazy: a folder of ten thousand photos streams through with at most two batches decoded.
+        """
+        workers = self.options.decode_workers or min(_MAX_DECODE_WORKERS, os.cpu_count() or 1)
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="longteng-decode") as pool:
+            in_flight: deque[list[tuple[Path, Future | PhotoFailure]]] = deque()
+            for chunk in _chunks(paths, self.options.batch_size):
+                in_flight.append([(path, self._submit(pool, entry)) for path, entry in chunk])
+                # Keep the next batch decoding while this one runs through the model.
+                if len(in_flight) > 1:
+                    yield from self._finish(in_flight.popleft())
+            while in_flight:
+                yield from self._finish(in_flight.popleft())
+
+    def predict_one(self, path: Path | str) -> PhotoResult:
+        return next(iter(self.predict([Path(path)])))
+
+    def predict_pixels(self, paths: Sequence[Path], pixels: np.ndarray) -> list[PhotoPrediction]:
+        """uint8 (N, S, S, 3) photos from longteng.preprocess.load_resized -> predictions."""
+        metadata = self.metadata
+        outputs = self.model.run(pixels)
+        probabilities = np.asarray(outputs["probabilities"], dtype=np.float64)
+        unknown_score = None
+        unknown = np.zeros(len(paths), dtype=bool)
+        if metadata.unknown is not None:
+            from longteng.inference.unknown import unknown_scores
+
+            unknown_score = unknown_scores(outputs, metadata.unknown)
+            unknown = unknown_score > metadata.unknown.threshold
+        decisions = decide(probabilities, metadata.class_names, metadata.operating_point, unknown=unknown)
+        class_maps = outputs.get("class_maps")
+        return [
+            PhotoPrediction(
+                path=path,
+                decision=decisions[i],
+                top_classes=top_classes(probabilities[i], metadata.class_names, self.options.top_k),
+                probabilities=probabilities[i],
+                unknown_score=None if unknown_score is None else float(unknown_score[i]),
+                unknown=bool(unknown[i]),
+                class_maps=None if class_maps is None else np.asarray(class_maps[i]),
+            )
+            for i, path in enumerate(paths)
+        ]
+
+    def _submit(self, pool: ThreadPoolExecutor, entry: Path | DiscoveryError) -> Future | PhotoFailure:
+        if isinstance(entry, DiscoveryError):
+            return PhotoFailure(entry.path, entry.reason, entry.detail)
+        return pool.submit(_decode, entry, self.metadata, self.options.max_pixels)
+
+    def _finish(self, chunk: list[tuple[Path, Future | PhotoFailure]]) -> list[PhotoResult]:
+        outcomes = [job if isinstance(job, PhotoFailure) else job.result() for _, job in chunk]
+        decoded = [i for i, outcome in enumerate(outcomes) if not isinstance(outcome, PhotoFailure)]
+        if decoded:
+            pixels = np.stack([outcomes[i] for i in decoded])
+            for i, prediction in zip(decoded, self.predict_pixels([chunk[i][0] for i in decoded], pixels)):
+                outcomes[i] = prediction
+        return outcomes
+
+
+def top_classes(probabilities: np.ndarray, class_names: Sequence[str], k: int) -> tuple[tuple[str, float], ...]:
+    """The k most probable classes, most probable first (ties: class order)."""
+    order = np.argsort(-np.asarray(probabilities), kind="stable")[:k]
+    return tuple((class_names[i], float(probabilities[i])) for i in order)
+
+
+def _decode(path: Path, metadata: ModelMetadata, max_pixels: int) -> np.ndarray | PhotoFailure:
+    try:
+        return load_resized(path, metadata.preprocess, max_pixels=max_pixels)
+    except ImageLoadError as exc:
+        return PhotoFailure(path, exc.reason, exc.detail)
+    except MemoryError:
+        return PhotoFailure(path, "too_large", "not enough memory to decode this photo")
+    except Exception as exc:  # noqa: BLE001 - one odd file (a Pillow plugin bug) must not end a batch of thousands
+        return PhotoFailure(path, "corrupt", f"cannot decode ({type(exc).__name__}: {exc})")
+
+
+def _chunks(
+    entries: Iterable[Path | DiscoveryError], size: int
+) -> Iterator[list[tuple[Path, Path | DiscoveryError]]]:
+    chunk: list[tuple[Path, Path | DiscoveryError]] = []
+    for entry in entries:
+        chunk.append((entry.path if isinstance(entry, DiscoveryError) else Path(entry), entry))
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk

@@ -1,0 +1,70 @@
+"""Load an exported model once and run it: onnxruntime, numpy and Pillow only (no torch)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from longteng.errors import CheckpointError, ConfigError
+from longteng.inference.metadata import INPUT_NAME, OUTPUT_NAMES, ModelMetadata
+from longteng.preprocess import normalize
+
+PROVIDER_NAMES = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
+
+
+@dataclass(frozen=True)
+class RuntimeOptions:
+    threads: int = 0  # 0: onnxruntime's default (all physical cores)
+    device: str = "auto"  # auto (CUDA when available, else CPU), cpu or cuda
+
+
+class OnnxModel:
+    """One onnxruntime session plus the model's metadata."""
+
+    def __init__(self, path: Path | str, options: RuntimeOptions = RuntimeOptions()) -> None:
+        import onnxruntime as ort
+
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise CheckpointError(f"{self.path}: no such model file")
+        session_options = ort.SessionOptions()
+        session_options.log_severity_level = 3
+        if options.threads:
+            session_options.intra_op_num_threads = options.threads
+        try:
+            self.session = ort.InferenceSession(str(self.path), session_options, providers=_providers(options.device, ort))
+        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own untyped errors
+            raise CheckpointError(f"{self.path}: not a loadable ONNX model ({str(exc).splitlines()[0]})") from None
+        props = self.session.get_modelmeta().custom_metadata_map
+        self.metadata = ModelMetadata.from_props(props, str(self.path))
+        self.output_names = [o.name for o in self.session.get_outputs()]
+        missing = [name for name in ("logits", "probabilities") if name not in self.output_names]
+        if missing:
+            raise CheckpointError(f"{self.path}: model lacks output(s) {', '.join(missing)}")
+
+    def run(self, pixels: np.ndarray, outputs: tuple[str, ...] = OUTPUT_NAMES) -> dict[str, np.ndarray]:
+        """uint8 (N, S, S, 3) photos from longteng.preprocess.load_resized -> named outputs."""
+        wanted = [name for name in outputs if name in self.output_names]
+        inputs = normalize(np.asarray(pixels), self.metadata.preprocess)
+        return dict(zip(wanted, self.session.run(wanted, {INPUT_NAME: inputs})))
+
+
+def _providers(device: str, ort) -> list[str]:
+    available = ort.get_available_providers()
+    if device == "cpu":
+        return ["CPUExecutionProvider"]
+    if device == "cuda":
+        if "CUDAExecutionProvider" not in available:
+            raise ConfigError("--device cuda: this onnxruntime has no CUDA provider (pip install onnxruntime-gpu)")
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    if device != "auto":
+        raise ConfigError(f"--device {device!r} unknown; allowed: auto, cpu, cuda")
+    return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+
+
+def default_model_path() -> Path:
+    """LONGTENG_MODEL, else the model `make demo` exports."""
+    return Path(os.environ.get("LONGTENG_MODEL", "runs/demo/model.onnx"))
