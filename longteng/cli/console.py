@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import functools
+import sys
 
 from rich.console import Console
 
 
 @functools.cache
 def out() -> Console:
-    return Console(soft_wrap=True)
+    # Piped into a log (make demo, CI) rich would assume 80 columns and fold every cell.
+    return Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
 
 
 @functools.cache

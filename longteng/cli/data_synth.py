@@ -10,9 +10,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from longteng.cli import console
 from longteng.cli.data import data_app
-from longteng.data.synth import TELLS, SynthConfig, parse_size, parse_tell_names, synthesize
+from longteng.data.tell_names import TELL_NAMES
 
-_TELL_HELP = "Comma-separated or repeated. Tells: " + ", ".join(TELLS) + "."
+_TELL_HELP = "Comma-separated or repeated. Tells: " + ", ".join(TELL_NAMES) + "."
 
 
 @data_app.command("synth")
@@ -44,6 +44,9 @@ def synth(
 
     Writes OUT/<product>/<genuine|counterfeit>/*.jpg, OUT/manifest.csv and OUT/synth_config.json.
     """
+    # The generator (numpy, Pillow, fonts) loads only when this command runs.
+    from longteng.data.synth import SynthConfig, parse_size, parse_tell_names, synthesize
+
     config = SynthConfig(
         images=images,
         seed=seed,

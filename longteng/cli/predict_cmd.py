@@ -97,6 +97,10 @@ def predict_command(
     from longteng.cli.predict_view import print_summary
 
     print_summary(written, items=bool(item or group_by))
+    if explain is not None and not as_json and not as_csv:
+        from longteng.cli import console
+
+        console.info(f"heatmaps in {explain}")
     if any(record["kind"] == "error" for record in written):
         raise typer.Exit(exitcodes.PARTIAL)
 

@@ -74,9 +74,9 @@ class TableWriter:
     def _table(self) -> Table:
         table = Table(show_lines=False, highlight=False)
         table.add_column("Item" if self._items else "Photo", overflow="fold")
-        table.add_column("Verdict")
-        table.add_column("Product")
-        table.add_column("Confidence", justify="right")
+        table.add_column("Verdict", no_wrap=True)
+        table.add_column("Product", no_wrap=True)
+        table.add_column("Confidence", justify="right", no_wrap=True)
         table.add_column("Top classes / problem", overflow="fold")
         if self._show_unknown:
             table.add_column("Unknown", justify="right")
@@ -96,7 +96,7 @@ class TableWriter:
             return cells + [Text("")] * (self._show_unknown + self._show_explain)
         verdict = record["verdict"]
         label = f"{verdict} ({record['refer_reason']})" if record["refer_reason"] else verdict
-        details = "\n".join(f"{_percent(entry['probability'])} {entry['class']}" for entry in record["top_classes"])
+        details = "\n".join(f"{_percent(entry['probability'])} {entry['class']}" for entry in record["top_classes"][:2])
         if record["kind"] == "item":
             photos = record["photos"]
             details += f"\n{len(photos)} photo{'s' * (len(photos) != 1)}; decisive: {self._show(record['decisive_photo'])}"
@@ -113,9 +113,9 @@ class TableWriter:
             cells.append(Text("-" if score is None else f"{score:.3g}{flag}", style="yellow" if flag else ""))
         if self._show_explain:
             if record["kind"] == "item":
-                written = [self._show(photo["explain"]) for photo in record["photos"] if photo["explain"]]
+                written = [self._show(os.path.basename(photo["explain"])) for photo in record["photos"] if photo["explain"]]
             else:
-                written = [self._show(record["explain"])] if record["explain"] else []
+                written = [self._show(os.path.basename(record["explain"]))] if record["explain"] else []
             cells.append(Text("\n".join(written)))
         return cells
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from longteng.data.tell_names import TELL_NAMES
 from longteng.data.synth.designs import GLYPH_SWAPS, RGB, ProductDesign, TextStyle
 
 # Strength ranges per difficulty: easy tells are blatant, hard ones need a close look.
@@ -341,6 +342,8 @@ _CATALOGUE: dict[str, Callable[[ProductDesign, TellInstance, np.random.Generator
 }
 
 TELLS: tuple[str, ...] = tuple(_CATALOGUE)
+if TELLS != TELL_NAMES:
+    raise ImportError(f"longteng.data.tell_names lists {TELL_NAMES}, but the catalogue has {TELLS}")
 
 # One line per tell, for --help and the docs.
 TELL_DESCRIPTIONS: dict[str, str] = {name: (function.__doc__ or "").strip() for name, function in _CATALOGUE.items()}
