@@ -33,6 +33,7 @@ surrogates (``surrogateescape``), so ``os.fsencode(path)`` gives back the exact 
 from __future__ import annotations
 
 import errno
+import fnmatch
 import glob
 import os
 import stat
@@ -245,3 +246,31 @@ def _sniff(path: Path) -> bool:
 
 def _is_loop(exc: OSError) -> bool:
     return exc.errno == errno.ELOOP
+
+
+def filter_globs(
+    entries: Iterable[Path | DiscoveryError], include: Iterable[str] = (), exclude: Iterable[str] = ()
+) -> Iterator[Path | DiscoveryError]:
+    """Keep photos matching any ``include`` glob (all if none) and no ``exclude`` glob.
+
+    A pattern matches the whole path as found or just the file name (``*`` spans folders in
+    the former, so ``*/thumbs/*`` and ``*.png`` both do what one expects). Discovery errors
+    pass through: a missing input stays reported whatever the filters.
+    """
+    include, exclude = tuple(include), tuple(exclude)
+
+    def matches(path: Path, patterns: tuple[str, ...]) -> bool:
+        text = os.fsdecode(path)
+        return any(fnmatch.fnmatchcase(text, p) or fnmatch.fnmatchcase(path.name, p) for p in patterns)
+
+    for entry in entries:
+        if isinstance(entry, DiscoveryError) or ((not include or matches(entry, include)) and not matches(entry, exclude)):
+            yield entry
+
+
+def read_list(lines: Iterable[str]) -> Iterator[str]:
+    """Inputs from a list file, one per line; blank lines and lines starting with ``#`` skipped."""
+    for line in lines:
+        line = line.rstrip("\r\n")
+        if line.strip() and not line.lstrip().startswith("#"):
+            yield line

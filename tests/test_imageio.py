@@ -162,3 +162,18 @@ def test_jpeg_draft_mode_keeps_twice_the_target(tmp_path):
     small_full = np.asarray(full.resize((64, 48), Image.Resampling.BILINEAR), dtype=float)
     small_reduced = np.asarray(reduced.resize((64, 48), Image.Resampling.BILINEAR), dtype=float)
     assert np.abs(small_full - small_reduced).mean() < 3.0
+
+
+def test_heic_photo_loads_when_the_heif_extra_is_installed(tmp_path):
+    from longteng.imageio import heif_available
+
+    if not heif_available():
+        pytest.skip("the heif extra (pillow-heif) is not installed")
+    original = _gradient_rgb(96, 64)
+    path = tmp_path / "phone.heic"
+    original.save(path)  # pillow-heif's opener also registers the HEIF encoder
+    loaded = load_image(path)
+    assert loaded.mode == "RGB" and loaded.size == original.size
+    # HEIC is lossy: close to the gradient, not equal to it.
+    difference = np.abs(np.asarray(loaded, dtype=np.int16) - np.asarray(original, dtype=np.int16))
+    assert difference.mean() < 6

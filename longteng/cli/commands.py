@@ -10,9 +10,12 @@ def register(app: typer.Typer) -> None:
     from longteng.cli.export_cmd import export_command
     from longteng.cli.predict_cmd import EPILOG as PREDICT_EPILOG
     from longteng.cli.predict_cmd import predict_command
+    from longteng.cli.score_cmd import EPILOG as SCORE_EPILOG
+    from longteng.cli.score_cmd import score_command
     from longteng.cli.train_cmd import train_command
 
     app.command("train")(train_command)
     app.command("evaluate")(evaluate_command)
     app.command("export")(export_command)
     app.command("predict", epilog=PREDICT_EPILOG)(predict_command)
+    app.command("score", epilog=SCORE_EPILOG)(score_command)

@@ -58,20 +58,12 @@ def predict_command(
 
     from longteng.inference.discover import DiscoveryOptions, discover
     from longteng.inference.predict import PredictOptions, Predictor
-    from longteng.inference.session import default_model_path
 
     options = PredictOptions(threads=threads, device=device, batch_size=batch_size)
     if max_pixels is not None:
         options = replace(options, max_pixels=max_pixels)
     # Everything fatal happens here, before the first photo is touched.
-    model_path = model if model is not None else default_model_path()
-    if not model_path.is_file():
-        from longteng.errors import CheckpointError
-
-        raise CheckpointError(
-            f"{model_path}: no such model file (pass --model or set LONGTENG_MODEL; "
-            "make one with `longteng export RUN --out model.onnx`)"
-        )
+    model_path = resolve_model_path(model)
     predictor = Predictor(model_path, options)
     explain_options = _explain_options(explain, explain_format, options.max_pixels, predictor)
 
@@ -103,6 +95,20 @@ def predict_command(
         console.info(f"heatmaps in {explain}")
     if any(record["kind"] == "error" for record in written):
         raise typer.Exit(exitcodes.PARTIAL)
+
+
+def resolve_model_path(model: Path | None) -> Path:
+    """--model, else $LONGTENG_MODEL, else the demo model; CheckpointError if it is not there."""
+    from longteng.errors import CheckpointError
+    from longteng.inference.session import default_model_path
+
+    model_path = model if model is not None else default_model_path()
+    if not model_path.is_file():
+        raise CheckpointError(
+            f"{model_path}: no such model file (pass --model or set LONGTENG_MODEL; "
+            "make one with `longteng export RUN --out model.onnx`)"
+        )
+    return model_path
 
 
 def _check_usage(

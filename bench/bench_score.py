@@ -1,0 +1,259 @@
+"""Benchmark of `longteng score`: throughput against the machine's limit and a PyTorch baseline,
+Dask overhead, and peak memory as the archive grows.
+
+Not a test. Generates N phone-size photos (4000x3000 JPEG q90) and N small ones (640x480) of
+fictional items into a temporary folder, then measures, for each set:
+
+* **score local / dask**: wall time of the real `longteng score` command (a subprocess), as
+  images/s end to end and *steady* (after subtracting the fixed cost of a 1-photo run: Python
+  start, model load, pool start, file assembly).
+* **limit** = 1 / (D + M): D = wall seconds per photo of decoding + preprocessing alone with
+  every core busy (process pool, same loader and draft mode), M = wall seconds per photo of
+  onnxruntime inference alone on pre-made tensors (same batch size, default threads). No
+  pipeline can beat doing both jobs back to back on all cores; targets: steady >= 0.85 x limit.
+* **baseline**: what a user would write: torchvision ImageFolder + DataLoader(num_workers=2)
+  + the same network in eager PyTorch (loaded from the checkpoint); target score >= 3x it on
+  phone-size photos.
+* **peak RSS** of the whole `longteng score` process tree on N/2 and N phone photos: it should
+  stay flat as the archive grows.
+
+Usage (prints a Markdown table, writes JSON to bench/results/):
+
+    .venv/bin/python bench/bench_score.py --n 100 --model runs/demo/model.onnx --checkpoint runs/demo/best.pt
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+SIZES = {"phone": (4000, 3000), "small": (640, 480)}
+TARGET_LIMIT_RATIO = 0.85
+TARGET_BASELINE_RATIO = 3.0
+
+BASELINE_SCRIPT = """
+import sys, time
+import torch
+from torch.utils.data import DataLoader
+from torchvision import datasets, transforms
+from longteng.model.checkpoint import build_model, load_checkpoint
+
+checkpoint = load_checkpoint(sys.argv[1])
+network = build_model(checkpoint)
+spec = checkpoint.preprocess
+transform = transforms.Compose([
+    transforms.Resize((spec.input_size, spec.input_size)),
+    transforms.ToTensor(),
+    transforms.Normalize(spec.mean, spec.std),
+])
+loader = DataLoader(datasets.ImageFolder(sys.argv[2], transform=transform), batch_size=int(sys.argv[3]), num_workers=2)
+start = time.perf_counter()
+count = 0
+with torch.inference_mode():
+    for images, _ in loader:
+        probabilities = torch.softmax(network(images) / checkpoint.temperature, dim=1)
+        count += len(images)
+print(count, time.perf_counter() - start)
+"""
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, default=1000, help="photos per set (phone-size and small)")
+    parser.add_argument("--model", type=Path, default=ROOT / "runs/demo/model.onnx")
+    parser.add_argument("--checkpoint", type=Path, default=ROOT / "runs/demo/best.pt", help="for the PyTorch baseline")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--sets", default="phone,small")
+    parser.add_argument("--skip-dask", action="store_true")
+    parser.add_argument("--scratch", type=Path, default=None, help="reuse/keep generated photos here")
+    args = parser.parse_args()
+    if not args.model.is_file():
+        sys.exit(f"{args.model}: no model (train and export one, or pass --model)")
+    cores = os.cpu_count() or 1
+    scratch_holder = None
+    if args.scratch is None:
+        scratch_holder = tempfile.TemporaryDirectory(prefix="bench_score_")
+        scratch = Path(scratch_holder.name)
+    else:
+        scratch = args.scratch
+    results: dict = {"n": args.n, "cores": cores, "batch_size": args.batch_size, "model": str(args.model), "sets": {}}
+    try:
+        single = scratch / "single"
+        _generate(single / "photos" / "a", 1, SIZES["small"], seed=10**6)
+        for name in args.sets.split(","):
+            root = scratch / name
+            _generate(root / "photos" / "a", args.n // 2, SIZES[name], seed=0)
+            _generate(root / "photos" / "b", args.n - args.n // 2, SIZES[name], seed=args.n // 2)
+            files = sorted((root / "photos").rglob("*.jpg"))
+            entry: dict = {"photos": len(files), "mean_file_kb": sum(f.stat().st_size for f in files) / len(files) / 1e3}
+            decode_s, pixels = _decode_alone(files, args.model, cores)
+            infer_s = _infer_alone(pixels, args.model, args.batch_size)
+            entry["D_ms"], entry["M_ms"] = 1000 * decode_s / len(files), 1000 * infer_s / len(files)
+            entry["limit_img_s"] = len(files) / (decode_s + infer_s)
+            fixed, _ = _score(single, scratch / "out" / f"single-{name}.csv", args, "local")
+            wall, rss = _score(root, scratch / "out" / f"{name}.csv", args, "local")
+            entry.update(local_wall_s=wall, local_img_s=len(files) / wall, fixed_s=fixed,
+                         local_steady_img_s=(len(files) - 1) / max(wall - fixed, 1e-9), local_peak_rss_mb=rss)
+            entry["ratio_to_limit"] = entry["local_steady_img_s"] / entry["limit_img_s"]
+            if not args.skip_dask:
+                dask_fixed, _ = _score(single, scratch / "out" / f"single-{name}.parquet", args, "dask")
+                dask_wall, dask_rss = _score(root, scratch / "out" / f"{name}.parquet", args, "dask")
+                entry.update(dask_wall_s=dask_wall, dask_img_s=len(files) / dask_wall, dask_fixed_s=dask_fixed,
+                             dask_steady_img_s=(len(files) - 1) / max(dask_wall - dask_fixed, 1e-9),
+                             dask_peak_rss_mb=dask_rss)
+                entry["dask_overhead"] = entry["local_steady_img_s"] / entry["dask_steady_img_s"]
+            if args.checkpoint.is_file():
+                count, loop_s, baseline_wall = _baseline(root, args)
+                entry.update(baseline_wall_s=baseline_wall, baseline_img_s=count / baseline_wall,
+                             baseline_steady_img_s=count / loop_s)
+                entry["vs_baseline"] = entry["local_steady_img_s"] / entry["baseline_steady_img_s"]
+            if name == "phone":
+                _, half_rss = _score(root / "photos" / "a", scratch / "out" / "half.csv", args, "local")
+                entry.update(peak_rss_half_mb=half_rss, peak_rss_full_mb=rss)
+            results["sets"][name] = entry
+    finally:
+        if scratch_holder is not None:
+            scratch_holder.cleanup()
+    _report(results)
+    return 0
+
+
+def _generate(folder: Path, count: int, size: tuple[int, int], seed: int) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    missing = [seed + i for i in range(count) if not (folder / f"IMG_{seed + i:05d}.jpg").exists()]
+    if missing:
+        with ProcessPoolExecutor(os.cpu_count()) as pool:
+            list(pool.map(_photo, [folder] * len(missing), missing, [size] * len(missing), chunksize=4))
+
+
+def _photo(folder: Path, index: int, size: tuple[int, int]) -> None:
+    """A fictional item on a table: gradient, box, label and sensor noise; unique per index."""
+    from PIL import Image, ImageDraw
+
+    rng = np.random.default_rng(index)
+    width, height = size
+    small = Image.new("RGB", (width // 4, height // 4), tuple(int(v) for v in rng.integers(90, 200, 3)))
+    draw = ImageDraw.Draw(small)
+    w, h = small.size
+    box = (int(w * rng.uniform(0.15, 0.3)), int(h * rng.uniform(0.15, 0.3)), int(w * rng.uniform(0.65, 0.85)), int(h * rng.uniform(0.65, 0.85)))
+    draw.rectangle(box, fill=tuple(int(v) for v in rng.integers(0, 255, 3)))
+    draw.rectangle((box[0] + w // 20, box[1] + h // 20, box[0] + w // 5, box[1] + h // 8), fill=(240, 240, 235))
+    draw.text((box[0] + w // 18, box[1] + h // 16), f"LOT {index:05d}", fill=(20, 20, 20))
+    image = np.asarray(small.resize(size, Image.Resampling.BILINEAR), dtype=np.int16)
+    noise = rng.integers(-10, 11, (256, 256, 3), dtype=np.int16)
+    tiles = np.tile(noise, (height // 256 + 1, width // 256 + 1, 1))[:height, :width]
+    Image.fromarray(np.clip(image + tiles, 0, 255).astype(np.uint8)).save(folder / f"IMG_{index:05d}.jpg", quality=90)
+
+
+def _decode_one(path: Path, spec):
+    from longteng.preprocess import load_resized
+
+    return load_resized(path, spec)
+
+
+def _decode_alone(files: list[Path], model: Path, cores: int) -> tuple[float, np.ndarray]:
+    from longteng.inference.session import OnnxModel
+
+    spec = OnnxModel(model).metadata.preprocess
+    with ProcessPoolExecutor(cores) as pool:
+        list(pool.map(_decode_one, files[:cores], [spec] * cores))  # start the workers first
+        start = time.perf_counter()
+        pixels = list(pool.map(_decode_one, files, [spec] * len(files), chunksize=4))
+        return time.perf_counter() - start, np.stack(pixels)
+
+
+def _infer_alone(pixels: np.ndarray, model: Path, batch_size: int) -> float:
+    from longteng.inference.session import OnnxModel
+
+    session = OnnxModel(model)
+    session.run(pixels[:batch_size])  # warm-up
+    start = time.perf_counter()
+    for i in range(0, len(pixels), batch_size):
+        session.run(pixels[i:i + batch_size])
+    return time.perf_counter() - start
+
+
+def _score(folder: Path, out: Path, args, engine: str) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MB) of the whole `longteng score` process tree."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.unlink(missing_ok=True)
+    command = [sys.executable, "-m", "longteng", "score", str(folder), "--model", str(args.model), "--out", str(out),
+               "--engine", engine, "--batch-size", str(args.batch_size), "--no-progress"]
+    start = time.perf_counter()
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    peak = _watch_rss(process)
+    _, stderr = process.communicate()
+    wall = time.perf_counter() - start
+    if process.returncode not in (0, 3):
+        sys.exit(f"score failed ({process.returncode}): {stderr.decode(errors='replace')}")
+    return wall, peak
+
+
+def _watch_rss(process: subprocess.Popen) -> float:
+    import psutil
+
+    peak = 0.0
+    parent = psutil.Process(process.pid)
+    while process.poll() is None:
+        try:
+            tree = [parent, *parent.children(recursive=True)]
+            peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()) / 2**20)
+        except psutil.Error:
+            pass
+        time.sleep(0.05)
+    return peak
+
+
+def _baseline(root: Path, args) -> tuple[int, float, float]:
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", BASELINE_SCRIPT, str(args.checkpoint), str(root), str(args.batch_size)],
+                          cwd=ROOT, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if done.returncode != 0:
+        sys.exit(f"baseline failed: {done.stderr[-2000:]}")
+    count, loop = done.stdout.split()[-2:]
+    return int(count), float(loop), wall
+
+
+def _report(results: dict) -> None:
+    lines = [
+        f"# longteng score benchmark: N={results['n']} per set, {results['cores']} cores, batch {results['batch_size']}",
+        "",
+        "| set | D ms/img | M ms/img | limit img/s | local img/s (e2e / steady) | steady / limit | dask img/s (e2e / steady) | dask overhead | baseline img/s (e2e / steady) | vs baseline | peak RSS MB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, e in results["sets"].items():
+        def pair(prefix: str) -> str:
+            return f"{e[prefix + '_img_s']:.1f} / {e[prefix + '_steady_img_s']:.1f}" if prefix + "_img_s" in e else "-"
+        rss = f"local {e['local_peak_rss_mb']:.0f}" + (f", dask {e['dask_peak_rss_mb']:.0f}" if "dask_peak_rss_mb" in e else "")
+        if "peak_rss_half_mb" in e:
+            rss += f"; N/2 {e['peak_rss_half_mb']:.0f} -> N {e['peak_rss_full_mb']:.0f}"
+        cells = [
+            f"{name} ({e['mean_file_kb']:.0f} kB)", f"{e['D_ms']:.1f}", f"{e['M_ms']:.1f}", f"{e['limit_img_s']:.1f}",
+            pair("local"), f"{e['ratio_to_limit']:.2f} (target {TARGET_LIMIT_RATIO})", pair("dask"),
+            f"{e['dask_overhead']:.2f}x" if "dask_overhead" in e else "-", pair("baseline"),
+            f"{e['vs_baseline']:.1f}x" if "vs_baseline" in e else "-", rss,
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "steady = (N - 1) / (wall - wall of a 1-photo run): start-up, model load and assembly excluded."]
+    text = "\n".join(lines)
+    print(text)
+    folder = ROOT / "bench" / "results"
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    (folder / f"score-{stamp}.json").write_text(json.dumps(results, indent=2))
+    (folder / f"score-{stamp}.md").write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
