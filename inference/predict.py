@@ -40,6 +40,7 @@ class PredictOptions:
     decode_workers: int = 0  # 0: min(4, CPU count)
     max_pixels: int = DEFAULT_MAX_PIXELS
     top_k: int = 3
+    spin: bool = True  # see RuntimeOptions.spin
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -85,7 +86,7 @@ class Predictor:
 
     def __init__(self, model_path: Path | str, options: PredictOptions = PredictOptions()) -> None:
         self.options = options
-        self.model = OnnxModel(model_path, RuntimeOptions(threads=options.threads, device=options.device))
+        self.model = OnnxModel(model_path, RuntimeOptions(threads=options.threads, device=options.device, spin=options.spin))
 
     @property
     def metadata(self) -> ModelMetadata:

@@ -84,15 +84,13 @@ class ScoreJob:
         self.model_path = Path(model_path)
         # Dask workers load their own sessions; this one only checks the model and serves the
         # local engine (or gives the metadata).
-        threads = options.threads
-        if engine == "local" and not threads:
-            # The decode processes already keep every core busy; a session with one thread per
-            # core on top of them mostly spins and steals their time (measured in
-            # bench/bench_score.py). A quarter of the cores still keeps inference ahead of
-            # decoding for phone photos, which cost about three times more to decode than to score.
-            threads = max(1, (os.cpu_count() or 1) // 4)
+        # The decode processes and the session share the cores: the session may use all of
+        # them, but its idle threads must not spin while the decoders need the CPU
+        # (bench/bench_score.py measured both).
+        threads = (options.threads or os.cpu_count() or 1) if engine == "local" else options.threads
         self.predictor = Predictor(self.model_path, PredictOptions(
             threads=threads, device=options.device, batch_size=options.batch_size, max_pixels=options.max_pixels,
+            spin=engine != "local",
         ))
         self.metadata = self.predictor.metadata
         self.fields = score_fields(self.metadata.class_names)

@@ -19,6 +19,9 @@ PROVIDER_NAMES = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"
 class RuntimeOptions:
     threads: int = 0  # 0: onnxruntime's default (all physical cores)
     device: str = "auto"  # auto (CUDA when available, else CPU), cpu or cuda
+    # Idle onnxruntime threads spin for a while waiting for work: lowest latency for one
+    # photo, but in a pipeline they burn the cores that decoding processes need.
+    spin: bool = True
 
 
 class OnnxModel:
@@ -34,6 +37,8 @@ class OnnxModel:
         session_options.log_severity_level = 3
         if options.threads:
             session_options.intra_op_num_threads = options.threads
+        if not options.spin:
+            session_options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self.session = ort.InferenceSession(str(self.path), session_options, providers=_providers(options.device, ort))
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own untyped errors

@@ -195,3 +195,20 @@ def test_the_model_card_describes_the_file(tiny_onnx_model):
     assert all(name in card for name in metadata.class_names)
     assert "Synthetic data caveat" in card and "Unknown-object caveat" in card
     assert f"{metadata.operating_point.refer_high:.4f}" in card
+
+
+def test_training_cache_and_runtime_decode_give_identical_arrays(tiny_onnx_model, tiny_dataset, tmp_path):
+    from longteng.data.layout import scan_dataset
+    from longteng.inference.predict import _decode
+    from longteng.training.cache import decode_images
+
+    runtime = OnnxModel(tiny_onnx_model)
+    checkpoint = load_checkpoint(tiny_onnx_model.parent / "best.pt")
+    assert runtime.metadata.preprocess == checkpoint.preprocess  # the spec travelled, nothing retyped
+    records = scan_dataset(tiny_dataset)[:6]
+    first = decode_images(tiny_dataset, records, checkpoint.preprocess, cache_dir=tmp_path / "cache")
+    cached = decode_images(tiny_dataset, records, checkpoint.preprocess, cache_dir=tmp_path / "cache")
+    for index, record in enumerate(first.records):
+        served = _decode(tiny_dataset / record.path, runtime.metadata, max_pixels=10**8)
+        np.testing.assert_array_equal(first.pixels[index], served)
+        np.testing.assert_array_equal(cached.pixels[index], served)

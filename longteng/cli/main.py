@@ -7,13 +7,16 @@ import os
 import sys
 
 import typer
-from typer.exceptions import TyperException
 
 from longteng import __version__
 from longteng.cli import exitcodes
 from longteng.cli.commands import register
 from longteng.cli.data import data_app
 from longteng.errors import LongtengError
+
+# Usage errors are click's ClickException, from click itself or from the copy of click that
+# newer typer versions vendor; typer.BadParameter lives in whichever one this typer uses.
+COMMAND_LINE_ERROR = sys.modules[typer.BadParameter.__module__].ClickException
 
 app = typer.Typer(
     name="longteng",
@@ -45,8 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         result = app(args=argv, standalone_mode=False, prog_name="longteng")
     except typer.Exit as exc:
         return exc.exit_code
-    except TyperException as exc:
-        # typer >= 0.27 vendors click; its usage errors all derive from TyperException.
+    except COMMAND_LINE_ERROR as exc:
         exc.show()
         return exitcodes.USAGE
     except (typer.Abort, KeyboardInterrupt):

@@ -50,7 +50,7 @@ def score_command(
     ),
     workers: int = typer.Option(0, "--workers", help="Decode processes (local) or local Dask workers (0: CPU count)."),
     batch_size: int = typer.Option(32, "--batch-size", help="Photos per inference batch."),
-    threads: int = typer.Option(0, "--threads", help="Inference threads (0: local engine a quarter of the cores, decoding gets the rest; dask: 1 per local worker)."),
+    threads: int = typer.Option(0, "--threads", help="Inference threads (0: local engine all cores, shared with decoding without spinning; dask: 1 per local worker)."),
     device: str = typer.Option("auto", "--device", help="auto (CUDA when available), cpu or cuda."),
     max_pixels: Optional[int] = typer.Option(
         None, "--max-pixels", help="Refuse larger photos as too_large (default 100 million)."
