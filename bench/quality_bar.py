@@ -117,11 +117,14 @@ def main() -> None:
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
 
-    rows = []
+    # Scenarios are often run one command at a time: keep the rows of earlier commands.
+    results_file = args.work / "results.json"
+    rows = json.loads(results_file.read_text())["rows"] if results_file.exists() else []
     for name in args.scenarios:
-        rows.append(scenario(name, args, args.work))
-        (args.work / "results.json").write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
-                                                             "rows": rows}, indent=2))
+        row = scenario(name, args, args.work)
+        row["args"] = {k: str(v) for k, v in vars(args).items() if k != "scenarios"}
+        rows = [r for r in rows if r["scenario"] != name] + [row]
+        results_file.write_text(json.dumps({"rows": rows}, indent=2))
     print()
     print(markdown(rows))
     print(f"\n(json: {args.work / 'results.json'})")

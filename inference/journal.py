@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from longteng.errors import ConfigError
+from longteng.inference.records import csv_cell
 from longteng.inference.score import SCHEMA_VERSION, field_type
 
 FORMATS = (".csv", ".jsonl", ".parquet")
@@ -241,19 +242,11 @@ def _write_csv(handle, fields: Sequence[str], rows: Iterable[dict[str, Any]]) ->
     writer.writerow(fields)
     count = 0
     for row in rows:
-        writer.writerow([_cell(row.get(name)) for name in fields])
+        writer.writerow([csv_cell(row.get(name)) for name in fields])
         count += 1
     return count
 
 
-def _cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return repr(value)
-    return str(value)
 
 
 def arrow_schema(fields: Sequence[str]):

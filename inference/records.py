@@ -84,9 +84,9 @@ CSV_FIELDS = tuple(
 def photo_record(prediction: PhotoPrediction, model_version: str, explain: Path | None = None) -> dict[str, Any]:
     return _record("photo", model_version, {
         "path": _text(prediction.path),
-        **_decision_fields(prediction.decision),
+        **decision_fields(prediction.decision),
         "top_classes": _top_classes(prediction),
-        "unknown_score": _finite(prediction.unknown_score),
+        "unknown_score": finite_or_none(prediction.unknown_score),
         "unknown": prediction.unknown,
         "explain": _text(explain),
     })
@@ -96,15 +96,15 @@ def item_record(item: ItemPrediction, model_version: str, explained: Mapping[Pat
     explained = explained or {}
     return _record("item", model_version, {
         "item": item.name,
-        **_decision_fields(item.decision),
+        **decision_fields(item.decision),
         "top_classes": _top_classes(item.decisive),
-        "unknown_score": _finite(item.unknown_score),
+        "unknown_score": finite_or_none(item.unknown_score),
         "unknown": item.unknown,
         "photos": [
             {
                 "path": _text(photo.path),
                 "verdict": photo.decision.verdict,
-                "counterfeit_score": _finite(photo.decision.counterfeit_score),
+                "counterfeit_score": finite_or_none(photo.decision.counterfeit_score),
                 "unknown": photo.unknown,
                 "explain": _text(explained.get(photo.path)),
             }
@@ -142,7 +142,7 @@ def to_csv_row(record: Mapping[str, Any]) -> list[str]:
         elif name == "photos":
             row.append("" if value is None else json.dumps(value, ensure_ascii=False))
         else:
-            row.append(_cell(value))
+            row.append(csv_cell(value))
     return row
 
 
@@ -154,22 +154,22 @@ def _record(kind: str, model_version: str, values: Mapping[str, Any]) -> dict[st
     return record
 
 
-def _decision_fields(decision: Decision) -> dict[str, Any]:
+def decision_fields(decision: Decision) -> dict[str, Any]:
     return {
         "verdict": decision.verdict,
         "refer_reason": decision.refer_reason,
         "product": decision.product,
-        "confidence": _finite(decision.confidence),
-        "counterfeit_score": _finite(decision.counterfeit_score),
-        "product_confidence": _finite(decision.product_confidence),
+        "confidence": finite_or_none(decision.confidence),
+        "counterfeit_score": finite_or_none(decision.counterfeit_score),
+        "product_confidence": finite_or_none(decision.product_confidence),
     }
 
 
 def _top_classes(prediction: PhotoPrediction) -> list[dict[str, Any]]:
-    return [{"class": name, "probability": _finite(p)} for name, p in prediction.top_classes[:TOP_K]]
+    return [{"class": name, "probability": finite_or_none(p)} for name, p in prediction.top_classes[:TOP_K]]
 
 
-def _cell(value: Any) -> str:
+def csv_cell(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, bool):
@@ -179,7 +179,7 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def _finite(value: float | None) -> float | None:
+def finite_or_none(value: float | None) -> float | None:
     """JSON has no NaN or infinity; a broken model's non-finite number becomes null."""
     return None if value is None or not math.isfinite(value) else float(value)
 

@@ -39,7 +39,6 @@ scored_at              str      UTC time the row was produced, ISO 8601
 
 from __future__ import annotations
 
-import math
 import os
 import stat
 from collections import OrderedDict, deque
@@ -56,6 +55,7 @@ from longteng.imageio import DEFAULT_MAX_PIXELS
 from longteng.inference.discover import DiscoveryError
 from longteng.inference.metadata import ModelMetadata
 from longteng.inference.predict import PhotoFailure, PhotoPrediction, Predictor, _decode
+from longteng.inference.records import decision_fields, finite_or_none
 
 SCHEMA_VERSION = 1
 # Outcomes remembered for identical photos. Bounded so memory stays flat on any archive: a copy
@@ -295,19 +295,14 @@ def _resolve(state: _State, digest: str, outcome: dict[str, Any]) -> None:
 def _prediction_outcome(prediction: PhotoPrediction, metadata: ModelMetadata) -> dict[str, Any]:
     decision = prediction.decision
     outcome: dict[str, Any] = {
-        "verdict": decision.verdict,
-        "refer_reason": decision.refer_reason,
-        "product": decision.product,
-        "confidence": _finite(decision.confidence),
-        "counterfeit_score": _finite(decision.counterfeit_score),
-        "product_confidence": _finite(decision.product_confidence),
-        "unknown_score": _finite(prediction.unknown_score),
+        **decision_fields(decision),
+        "unknown_score": finite_or_none(prediction.unknown_score),
         "unknown": prediction.unknown,
         "error": "",
         "error_detail": "",
     }
     for name, probability in zip(metadata.class_names, prediction.probabilities):
-        outcome[PROBABILITY_PREFIX + name] = _finite(float(probability))
+        outcome[PROBABILITY_PREFIX + name] = finite_or_none(float(probability))
     return outcome
 
 
@@ -340,10 +335,6 @@ def _stat_only(path: Path) -> Fingerprint | None:
     except OSError:
         return None
     return Fingerprint(info.st_size, info.st_mtime_ns, "")
-
-
-def _finite(value: float | None) -> float | None:
-    return None if value is None or not math.isfinite(value) else float(value)
 
 
 def resume_key(path: Path) -> tuple[int, int] | None:
