@@ -40,7 +40,7 @@ class _DiskDataset(torch.utils.data.Dataset):
         return len(self.paths)
 
     def __getitem__(self, i: int):
-        return torch.from_numpy(load_resized(self.root / self.paths[i], self.spec)), int(self.labels[i])
+        return torch.from_numpy(load_resized(self.root / self.paths[i], self.spec).copy()), int(self.labels[i])
 
 
 def _step(model, optimizer, pixels: torch.Tensor, labels: torch.Tensor, spec: PreprocessSpec, generator) -> None:
