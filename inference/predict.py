@@ -145,7 +145,7 @@ class Predictor:
     def _submit(self, pool: ThreadPoolExecutor, entry: Path | DiscoveryError) -> Future | PhotoFailure:
         if isinstance(entry, DiscoveryError):
             return PhotoFailure(entry.path, entry.reason, entry.detail)
-        return pool.submit(_decode, entry, self.metadata, self.options.max_pixels)
+        return pool.submit(decode_photo, entry, self.metadata, self.options.max_pixels)
 
     def _finish(self, chunk: list[tuple[Path, Future | PhotoFailure]]) -> list[PhotoResult]:
         outcomes = [job if isinstance(job, PhotoFailure) else job.result() for _, job in chunk]
@@ -163,7 +163,7 @@ def top_classes(probabilities: np.ndarray, class_names: Sequence[str], k: int) -
     return tuple((class_names[i], float(probabilities[i])) for i in order)
 
 
-def _decode(path: Path, metadata: ModelMetadata, max_pixels: int) -> np.ndarray | PhotoFailure:
+def decode_photo(path: Path, metadata: ModelMetadata, max_pixels: int) -> np.ndarray | PhotoFailure:
     try:
         return load_resized(path, metadata.preprocess, max_pixels=max_pixels)
     except ImageLoadError as exc:

@@ -6,7 +6,7 @@ inline executor. So a row never depends on the engine, only on the photo and the
 
 Pipeline (local engine). Worker processes do the CPU-heavy, GIL-bound half (hashing,
 JPEG decoding in draft mode, resizing: ``longteng.preprocess.load_resized`` via
-``predict._decode``); the main process runs onnxruntime on batches. A bounded window of
+``predict.decode_photo``); the main process runs onnxruntime on batches. A bounded window of
 photos in flight feeds both sides: while a batch runs through the model the workers keep
 decoding the next photos, and nothing grows with the size of the archive: the table of
 photos already scored (for identical copies) keeps the last ``DEDUP_MEMORY`` distinct ones.
@@ -54,7 +54,7 @@ from longteng.errors import ConfigError
 from longteng.imageio import DEFAULT_MAX_PIXELS
 from longteng.inference.discover import DiscoveryError
 from longteng.inference.metadata import ModelMetadata
-from longteng.inference.predict import PhotoFailure, PhotoPrediction, Predictor, _decode
+from longteng.inference.predict import PhotoFailure, PhotoPrediction, Predictor, decode_photo
 from longteng.inference.records import decision_fields, finite_or_none
 
 SCHEMA_VERSION = 1
@@ -259,7 +259,7 @@ def _take_fingerprints(state: _State, executor: Executor, metadata: ModelMetadat
         else:
             state.waiting[digest] = [slot]
             stats.decoded += 1
-            state.decoding[executor.submit(_decode, slot.path, metadata, options.max_pixels)] = digest
+            state.decoding[executor.submit(decode_photo, slot.path, metadata, options.max_pixels)] = digest
     return bool(finished)
 
 

@@ -82,10 +82,11 @@ def export_model(
 ) -> ExportResult:
     reporter = reporter or SilentReporter()
     out = _check_out(Path(out))
-    source = load_checkpoint(resolve_checkpoint_path(checkpoint))
+    checkpoint_path = resolve_checkpoint_path(checkpoint)
+    source = load_checkpoint(checkpoint_path)
     if source.operating_point is None:
         raise CheckpointError(f"{checkpoint}: model is not calibrated yet (export best.pt of a finished run)")
-    data = _training_data(source, options, reporter)
+    data = _training_data(source, checkpoint_path.parent, options, reporter)
 
     with tempfile.TemporaryDirectory(prefix="longteng-export-") as scratch_name:
         scratch = Path(scratch_name)
@@ -104,7 +105,7 @@ def export_model(
 
         shipped, int8 = fp32_path, None
         if options.int8:
-            shipped, int8 = _int8(fp32_path, source, data, scratch, options, reporter)
+            shipped, int8 = _int8(fp32_path, source, checkpoint_path.parent, data, scratch, options, reporter)
 
         detector, unknown = None, None
         if data is not None:
@@ -134,13 +135,19 @@ def model_version(model: onnx.ModelProto) -> str:
 class _TrainingData:
     """A dataset root's photos of the model's classes, decoded once per split, sampled reproducibly."""
 
-    def __init__(self, root: Path, checkpoint: Checkpoint, seed: int) -> None:
+    def __init__(self, root: Path, checkpoint: Checkpoint, run_dir: Path, seed: int) -> None:
         self.root = root
         self.spec = checkpoint.preprocess
         self.index = {name: i for i, name in enumerate(checkpoint.class_names)}
         self.records = [r for r in scan_dataset(root) if r.label in self.index]
         self.seed = seed
         self._decoded: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = {}
+        # Training decoded every split of its dataset once into the run's cache; exporting
+        # from that run reads the same arrays instead of decoding the photos again.
+        trained_on = checkpoint.train_config.get("data")
+        cache = run_dir / "cache"
+        same_data = trained_on is not None and Path(trained_on).resolve() == root.resolve()
+        self.run_cache = cache if same_data and cache.is_dir() else None
 
     def split(self, split: str, limit: int) -> tuple[np.ndarray, np.ndarray]:
         """(uint8 pixels, labels) of at most ``limit`` photos of ``split`` (a random sample beyond it)."""
@@ -150,17 +157,31 @@ class _TrainingData:
             if len(chosen) > limit:
                 keep = np.random.default_rng(self.seed).choice(len(chosen), limit, replace=False)
                 chosen = [chosen[i] for i in sorted(keep)]
-            decoded = decode_images(self.root, chosen, self.spec)
-            labels = np.array([self.index[r.label] for r in decoded.records], dtype=np.int64)
-            self._decoded[key] = (np.asarray(decoded.pixels), labels)
+            records, pixels = self._decode(split, chosen)
+            labels = np.array([self.index[r.label] for r in records], dtype=np.int64)
+            self._decoded[key] = (pixels, labels)
         return self._decoded[key]
 
+    def _decode(self, split: str, chosen: list[Record]) -> tuple[list[Record], np.ndarray]:
+        workers = os.cpu_count() or 1
+        if self.run_cache is None:
+            decoded = decode_images(self.root, chosen, self.spec, workers=workers)
+            return decoded.records, np.asarray(decoded.pixels)
+        whole = decode_images(
+            self.root, [r for r in self.records if r.split == split], self.spec, cache_dir=self.run_cache, workers=workers,
+        )
+        row = {record.path: i for i, record in enumerate(whole.records)}
+        kept = [record for record in chosen if record.path in row]
+        return kept, np.asarray(whole.pixels[[row[record.path] for record in kept]])
 
-def _training_data(checkpoint: Checkpoint, options: ExportOptions, reporter: Reporter) -> _TrainingData | None:
+
+def _training_data(
+    checkpoint: Checkpoint, run_dir: Path, options: ExportOptions, reporter: Reporter
+) -> _TrainingData | None:
     candidates = [options.parity_data, checkpoint.train_config.get("data")]
     for candidate in candidates:
         if candidate and Path(candidate).is_dir():
-            return _TrainingData(Path(candidate), checkpoint, options.seed)
+            return _TrainingData(Path(candidate), checkpoint, run_dir, options.seed)
     if options.parity_data is not None:
         raise DatasetError(f"--parity-data {options.parity_data}: no such dataset directory")
     reporter.warning(
@@ -182,13 +203,13 @@ def _parity_pixels(checkpoint: Checkpoint, data: _TrainingData | None, scratch: 
 
 
 def _int8(
-    fp32_path: Path, checkpoint: Checkpoint, data: _TrainingData | None, scratch: Path, options: ExportOptions,
-    reporter: Reporter,
+    fp32_path: Path, checkpoint: Checkpoint, run_dir: Path, data: _TrainingData | None, scratch: Path,
+    options: ExportOptions, reporter: Reporter,
 ) -> tuple[Path, Int8Result]:
     if options.calibration is not None:
         if not Path(options.calibration).is_dir():
             raise DatasetError(f"--calibration {options.calibration}: no such dataset directory")
-        data = _TrainingData(Path(options.calibration), checkpoint, options.seed)
+        data = _TrainingData(Path(options.calibration), checkpoint, run_dir, options.seed)
     if data is None:
         raise ConfigError("--int8 needs calibration photos: pass --calibration DATA (a dataset root)")
     calibration, _ = data.split("train", options.max_calibration_photos)

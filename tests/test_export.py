@@ -199,7 +199,7 @@ def test_the_model_card_describes_the_file(tiny_onnx_model):
 
 def test_training_cache_and_runtime_decode_give_identical_arrays(tiny_onnx_model, tiny_dataset, tmp_path):
     from longteng.data.layout import scan_dataset
-    from longteng.inference.predict import _decode
+    from longteng.inference.predict import decode_photo
     from longteng.training.cache import decode_images
 
     runtime = OnnxModel(tiny_onnx_model)
@@ -209,6 +209,6 @@ def test_training_cache_and_runtime_decode_give_identical_arrays(tiny_onnx_model
     first = decode_images(tiny_dataset, records, checkpoint.preprocess, cache_dir=tmp_path / "cache")
     cached = decode_images(tiny_dataset, records, checkpoint.preprocess, cache_dir=tmp_path / "cache")
     for index, record in enumerate(first.records):
-        served = _decode(tiny_dataset / record.path, runtime.metadata, max_pixels=10**8)
+        served = decode_photo(tiny_dataset / record.path, runtime.metadata, max_pixels=10**8)
         np.testing.assert_array_equal(first.pixels[index], served)
         np.testing.assert_array_equal(cached.pixels[index], served)

@@ -52,7 +52,7 @@ def predict_command(
 ) -> None:
     """Give each photo a verdict: GENUINE, COUNTERFEIT or REFER (to an expert), with product and confidence."""
     _check_usage(as_json, as_csv, item, group_by, device, explain_format)
-    _check_counts(threads=threads, batch_size=batch_size, max_pixels=max_pixels)
+    check_counts(threads=threads, batch_size=batch_size, max_pixels=max_pixels)
 
     from dataclasses import replace
 
@@ -115,11 +115,11 @@ def _check_usage(
     as_json: bool, as_csv: bool, item: str | None, group_by: str | None, device: str, explain_format: str
 ) -> None:
     if as_json and as_csv:
-        _usage_error("--json/--csv", "choose one")
+        usage_error("--json/--csv", "choose one")
     if item is not None and group_by is not None:
-        _usage_error("--item/--group-by", "they exclude each other")
+        usage_error("--item/--group-by", "they exclude each other")
     if item is not None and not item.strip():
-        _usage_error("--item", "the item needs a name")
+        usage_error("--item", "the item needs a name")
     from longteng.inference.explain import FORMATS
     from longteng.inference.items import GROUP_RULES
     from longteng.inference.session import PROVIDER_NAMES
@@ -130,19 +130,19 @@ def _check_usage(
         ("--group-by", group_by, GROUP_RULES), ("--device", device, devices), ("--explain-format", explain_format, tuple(FORMATS)),
     ):
         if value is not None and value not in allowed:
-            _usage_error(option, f"{value!r} unknown; allowed: {', '.join(allowed)}")
+            usage_error(option, f"{value!r} unknown; allowed: {', '.join(allowed)}")
 
 
-def _check_counts(*, threads: int, batch_size: int, max_pixels: int | None) -> None:
+def check_counts(*, threads: int, batch_size: int, max_pixels: int | None) -> None:
     if threads < 0:
-        _usage_error("--threads", f"must be 0 (all cores) or more, got {threads}")
+        usage_error("--threads", f"must be 0 (all cores) or more, got {threads}")
     if batch_size < 1:
-        _usage_error("--batch-size", f"must be at least 1, got {batch_size}")
+        usage_error("--batch-size", f"must be at least 1, got {batch_size}")
     if max_pixels is not None and max_pixels < 1:
-        _usage_error("--max-pixels", f"must be at least 1, got {max_pixels}")
+        usage_error("--max-pixels", f"must be at least 1, got {max_pixels}")
 
 
-def _usage_error(option: str, message: str) -> None:
+def usage_error(option: str, message: str) -> None:
     # Printed here rather than raised as a click error, so the exit code is USAGE whichever
     # click the installed typer bundles.
     console.err().print(f"usage error: {option}: {message}", markup=False, highlight=False)

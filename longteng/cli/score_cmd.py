@@ -15,7 +15,7 @@ from typing import Optional
 import typer
 
 from longteng.cli import console, exitcodes
-from longteng.cli.predict_cmd import _check_counts, _usage_error, resolve_model_path
+from longteng.cli.predict_cmd import check_counts, usage_error, resolve_model_path
 
 EPILOG = (
     "Formats (by the extension of --out): .csv for spreadsheets (up to a few hundred thousand rows); "
@@ -68,21 +68,21 @@ def score_command(
     from longteng.inference.score_run import ENGINES
     from longteng.inference.session import PROVIDER_NAMES
 
-    _check_counts(threads=threads, batch_size=batch_size, max_pixels=max_pixels)
+    check_counts(threads=threads, batch_size=batch_size, max_pixels=max_pixels)
     if part_size < 1:
-        _usage_error("--part-size", f"must be at least 1, got {part_size}")
+        usage_error("--part-size", f"must be at least 1, got {part_size}")
     if workers < 0:
-        _usage_error("--workers", f"must be 0 (all cores) or more, got {workers}")
+        usage_error("--workers", f"must be 0 (all cores) or more, got {workers}")
     if engine not in ENGINES:
-        _usage_error("--engine", f"{engine!r} unknown; allowed: {', '.join(ENGINES)}")
+        usage_error("--engine", f"{engine!r} unknown; allowed: {', '.join(ENGINES)}")
     if scheduler is not None and engine != "dask":
-        _usage_error("--scheduler", "needs --engine dask")
+        usage_error("--scheduler", "needs --engine dask")
     if device not in ("auto", *PROVIDER_NAMES):
-        _usage_error("--device", f"{device!r} unknown; allowed: auto, {', '.join(PROVIDER_NAMES)}")
+        usage_error("--device", f"{device!r} unknown; allowed: auto, {', '.join(PROVIDER_NAMES)}")
     if out.suffix.lower() not in FORMATS:
-        _usage_error("--out", f"{out.suffix or 'no extension'}: choose one of {', '.join(FORMATS)}")
+        usage_error("--out", f"{out.suffix or 'no extension'}: choose one of {', '.join(FORMATS)}")
     if not inputs and from_list is None:
-        _usage_error("ARCHIVE", "give folders or photos, or --from-list FILE")
+        usage_error("ARCHIVE", "give folders or photos, or --from-list FILE")
 
     from dataclasses import replace
 
