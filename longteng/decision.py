@@ -115,6 +115,11 @@ def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     return exponentials / exponentials.sum(axis=-1, keepdims=True)
 
 
+def is_counterfeit_class(name: str) -> bool:
+    """'<product>/counterfeit' -> True: the one place that reads a class name's authenticity."""
+    return _authenticity(name) == _COUNTERFEIT_AUTHENTICITY
+
+
 def counterfeit_score(probabilities: np.ndarray, class_names: Sequence[str]) -> np.ndarray:
     """(N, C) class probabilities -> (N,) probability that each photo shows a counterfeit."""
     probabilities = _check_probabilities(probabilities, class_names)

@@ -54,7 +54,19 @@ def load_image(
 
     Raises ImageLoadError (with a reason key) for anything that is not a readable photo.
     """
-    path = Path(path)
+    draft = None if target_size is None else 2 * target_size
+    return _load(Path(path), draft, max_pixels)[0]
+
+
+def load_decoded(
+    path: Path | str, *, min_short_side: int, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> tuple[Image.Image, tuple[int, int]]:
+    """(upright RGB image, the photo's full upright size): JPEGs are decoded at the smallest
+    DCT scale whose short side keeps `min_short_side` pixels (never upscaled)."""
+    return _load(Path(path), min_short_side, max_pixels)
+
+
+def _load(path: Path, draft_short_side: int | None, max_pixels: int) -> tuple[Image.Image, tuple[int, int]]:
     try:
         size_bytes = path.stat().st_size
     except FileNotFoundError:
@@ -93,9 +105,9 @@ def load_image(
                 f"{width}x{height} = {width * height / 1e6:.0f} MP exceeds the {max_pixels / 1e6:.0f} MP "
                 "decompression-bomb guard",
             )
-        if target_size is not None and image.format == "JPEG":
-            # Orientation-agnostic request: the short side keeps >= 2x the target.
-            image.draft("RGB", (2 * target_size, 2 * target_size))
+        if draft_short_side is not None and image.format == "JPEG":
+            # Orientation-agnostic request: the short side keeps >= the requested size.
+            image.draft("RGB", (draft_short_side, draft_short_side))
         try:
             image.load()
         except Image.DecompressionBombError as exc:
@@ -105,8 +117,10 @@ def load_image(
             reason = "truncated" if "truncat" in text.lower() else "corrupt"
             raise ImageLoadError(path, reason, f"{reason} image data ({text})") from None
 
-    image = _apply_exif_orientation(image)
-    return to_rgb(image)
+    upright = _apply_exif_orientation(image)
+    if upright.size != image.size and upright.size == image.size[::-1]:
+        width, height = height, width
+    return to_rgb(upright), (width, height)
 
 
 def _apply_exif_orientation(image: Image.Image) -> Image.Image:

@@ -17,7 +17,7 @@ from PIL import Image
 from longteng.errors import ConfigError
 from longteng.imageio import DEFAULT_MAX_PIXELS, load_image
 
-_INTERPOLATIONS = {
+INTERPOLATIONS = {
     "bicubic": Image.Resampling.BICUBIC,
     "bilinear": Image.Resampling.BILINEAR,
     "lanczos": Image.Resampling.LANCZOS,
@@ -39,9 +39,9 @@ class PreprocessSpec:
             raise ConfigError(f"input_size must be at least 16, got {self.input_size}")
         if self.resize_mode not in _RESIZE_MODES:
             raise ConfigError(f"resize_mode {self.resize_mode!r} unknown; allowed: {', '.join(_RESIZE_MODES)}")
-        if self.interpolation not in _INTERPOLATIONS:
+        if self.interpolation not in INTERPOLATIONS:
             raise ConfigError(
-                f"interpolation {self.interpolation!r} unknown; allowed: {', '.join(_INTERPOLATIONS)}"
+                f"interpolation {self.interpolation!r} unknown; allowed: {', '.join(INTERPOLATIONS)}"
             )
         if len(self.mean) != 3 or len(self.std) != 3 or any(s <= 0 for s in self.std):
             raise ConfigError("mean and std need three values each, std > 0")
@@ -79,7 +79,7 @@ class PreprocessSpec:
 def resize_to_input(image: Image.Image, spec: PreprocessSpec) -> np.ndarray:
     """RGB image -> uint8 array (size, size, 3): the cacheable half of preprocessing."""
     size = spec.input_size
-    resample = _INTERPOLATIONS[spec.interpolation]
+    resample = INTERPOLATIONS[spec.interpolation]
     if spec.resize_mode == "stretch":
         return np.asarray(image.resize((size, size), resample, reducing_gap=3.0), dtype=np.uint8)
     width, height = image.size

@@ -11,6 +11,7 @@ from typing import Any
 from longteng.errors import ConfigError
 
 DEVICES = ("auto", "cpu", "cuda")
+ARCHITECTURES = ("two_stage", "single_stage")
 
 
 @dataclass(frozen=True)
@@ -36,8 +37,16 @@ class AugmentConfig:
 class TrainConfig:
     data: str
     out: str
-    epochs: int = 8
-    image_size: int = 224
+    # two_stage: glance (find the product) then focus (read it at native resolution);
+    # single_stage: the whole photo letterboxed to image_size (the earlier baseline).
+    architecture: str = "two_stage"
+    epochs: int = 3  # two_stage: focus fine-tuning epochs after the probe; single_stage: all epochs
+    image_size: int = 224  # single_stage input
+    glance_size: int = 256
+    focus_size: int = 384
+    pooling: str = "lse"
+    glance_epochs: int = 12
+    probe_epochs: int = 1
     batch_size: int = 32
     lr: float = 1e-3
     weight_decay: float = 0.02
@@ -59,6 +68,12 @@ class TrainConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def __post_init__(self) -> None:
+        if self.architecture not in ARCHITECTURES:
+            raise ConfigError(f"--architecture {self.architecture!r} unknown; allowed: {', '.join(ARCHITECTURES)}")
+        if not 64 <= self.glance_size <= 1024 or not 64 <= self.focus_size <= 1024:
+            raise ConfigError("--glance-size and --focus-size must be between 64 and 1024")
+        if self.glance_epochs < 1 or self.probe_epochs < 0:
+            raise ConfigError("--glance-epochs must be at least 1 and --probe-epochs at least 0")
         if self.epochs < 1:
             raise ConfigError(f"--epochs must be at least 1, got {self.epochs}")
         if self.batch_size < 1:

@@ -31,6 +31,9 @@ class Photo:
     lighting: str
     jpeg_quality: int
     params: str  # compact JSON
+    # The product's corners (top-left, top-right, bottom-right, bottom-left of the item
+    # itself, top = connector / camera / front) as fractions of the photo's width and height.
+    quad: str
 
 
 def make_photo(config: SynthConfig, plan: ImagePlan) -> Photo:
@@ -67,7 +70,14 @@ def make_photo(config: SynthConfig, plan: ImagePlan) -> Photo:
         lighting=style.lighting,
         jpeg_quality=quality,
         params=json.dumps(params, separators=(",", ":"), sort_keys=True),
+        quad=format_quad(placement.quad, config.size),
     )
+
+
+def format_quad(quad, size: tuple[int, int]) -> str:
+    """(4, 2) corner pixels -> 'x0 y0 x1 y1 x2 y2 x3 y3' in fractions of the frame."""
+    width, height = size
+    return " ".join(f"{x / width:.5f} {y / height:.5f}" for x, y in quad)
 
 
 def item_tells(config: SynthConfig, plan: ImagePlan) -> tuple[TellInstance, ...]:
