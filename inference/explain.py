@@ -31,6 +31,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
@@ -40,6 +41,10 @@ from longteng.decision import GENUINE, REFER, Decision
 from longteng.errors import ConfigError
 from longteng.imageio import DEFAULT_MAX_PIXELS, load_image
 from longteng.preprocess import PreprocessSpec
+
+if TYPE_CHECKING:
+    from longteng.focus import FocusSpec
+    from longteng.inference.two_stage import FocusView
 
 FORMATS = {"jpg": "JPEG", "png": "PNG"}
 # Anchor colours of the heat scale from 0 (no evidence) to 1 (strongest), roughly "inferno"
@@ -78,13 +83,24 @@ def write_overlay(
     class_names: Sequence[str],
     spec: PreprocessSpec,
     options: ExplainOptions,
+    *,
+    view: "FocusView | None" = None,
+    focus: "FocusSpec | None" = None,
 ) -> Path:
     """Reload ``path`` upright at full size, blend its heatmap and save it; return the file written.
+
+    Two-stage models (``view`` and ``focus`` given): the map was computed on the upright focus
+    crop; it is turned back onto the photo where the crop came from, and the product's box
+    is drawn.
 
     Raises ImageLoadError if the photo cannot be decoded again, OSError if writing fails.
     """
     photo = load_image(path, max_pixels=options.max_pixels)
-    overlay = blend(photo, evidence_map(class_maps, decision, class_names), spec, options.opacity)
+    heat = evidence_map(class_maps, decision, class_names)
+    if view is not None and focus is not None:
+        overlay = blend_focus(photo, heat, view, focus, options.opacity)
+    else:
+        overlay = blend(photo, heat, spec, options.opacity)
     target = options.out_dir / overlay_name(path, options.image_format)
     if options.image_format == "jpg":
         overlay.save(target, FORMATS["jpg"], quality=90)
@@ -131,6 +147,39 @@ def blend(photo: Image.Image, heat: np.ndarray, spec: PreprocessSpec, opacity: f
     coloured = Image.merge("RGB", [full.point(lut[:, channel].tolist()) for channel in range(3)])
     mask = full.point([int(round(v * opacity)) for v in range(256)])
     return Image.composite(coloured, photo.convert("RGB"), mask)
+
+
+def blend_focus(photo: Image.Image, heat: np.ndarray, view: "FocusView", focus: "FocusSpec", opacity: float) -> Image.Image:
+    """Colour ``heat`` (h, w over the focus crop) back onto the photo, and outline the product's box."""
+    from PIL import ImageDraw
+
+    from longteng.preprocess import PreprocessSpec as _Spec
+
+    box = view.box_in_original
+    if box is not None:
+        box = box.scaled(photo.width / view.original_size[0])
+    size = focus.input_size
+    small = Image.fromarray(np.clip(np.rint(heat * 255.0), 0, 255).astype(np.uint8), "L")
+    on_crop = small.resize((size, size), Image.Resampling.BILINEAR)
+    if box is None:
+        # The focus stage saw the whole photo letterboxed: the single-stage geometry.
+        return blend(photo, np.asarray(on_crop, np.float64) / 255.0, _Spec(input_size=size), opacity)
+    grown = box.grown(focus.margin)
+    step = max(grown.length, grown.width) / size
+    right, up = grown.right, grown.up
+    # Photo pixel (x, y) -> crop pixel (u, v), the inverse of longteng.focus.focus_crop.
+    a, b = right[0] / step, right[1] / step
+    d, e = -up[0] / step, -up[1] / step
+    c = size / 2 - (a * grown.cx + b * grown.cy)
+    f = size / 2 - (d * grown.cx + e * grown.cy)
+    full = on_crop.transform(photo.size, Image.Transform.AFFINE, (a, b, c, d, e, f), Image.Resampling.BILINEAR, fillcolor=0)
+    lut = colour_lut()
+    coloured = Image.merge("RGB", [full.point(lut[:, channel].tolist()) for channel in range(3)])
+    mask = full.point([int(round(v * opacity)) for v in range(256)])
+    out = Image.composite(coloured, photo.convert("RGB"), mask)
+    width = max(2, round(min(photo.size) / 300))
+    ImageDraw.Draw(out).polygon([tuple(p) for p in box.corners()], outline=(80, 220, 255), width=width)
+    return out
 
 
 def content_box(width: int, height: int, spec: PreprocessSpec) -> tuple[int, int, int, int]:

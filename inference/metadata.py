@@ -13,6 +13,7 @@ from typing import Any
 
 from longteng.decision import OperatingPoint
 from longteng.errors import CheckpointError, ConfigError
+from longteng.focus import FocusSpec
 from longteng.preprocess import PreprocessSpec
 
 FORMAT = "longteng-onnx/1"
@@ -20,6 +21,11 @@ INPUT_NAME = "pixels"  # float32 (N, 3, S, S), normalised by longteng.preprocess
 # Graph outputs, in this order. class_maps = head applied at every position of the last
 # feature map (N, C, h, w): its spatial mean equals the logits, so heatmaps cost no extra pass.
 OUTPUT_NAMES = ("logits", "probabilities", "class_maps", "embedding")
+# A two-stage model is one graph with two inputs; each stage's outputs depend on its own
+# input only, so the runtime feeds the other input an empty batch (zero cost).
+GLANCE_INPUT_NAME = "glance_pixels"  # float32 (N, 3, G, G): the whole photo, letterboxed
+FOCUS_INPUT_NAME = "focus_pixels"  # float32 (N, 3, S, S): upright crops (longteng.focus.focus_crop)
+GLANCE_OUTPUT_NAMES = ("glance_objectness", "glance_up")
 
 
 @dataclass(frozen=True)
@@ -40,9 +46,21 @@ class ModelMetadata:
     unknown: UnknownDetector | None
     model_version: str
     provenance: dict[str, Any]
+    # Two-stage models: the crop rule, and whether the glance was trained to find products
+    # (False: the focus stage sees the whole photo). None: a single-stage model.
+    focus: FocusSpec | None = None
+    glance_trained: bool = False
+
+    @property
+    def two_stage(self) -> bool:
+        return self.focus is not None
 
     def to_props(self) -> dict[str, str]:
+        focus = {} if self.focus is None else {
+            "longteng.focus": self.focus.to_json(), "longteng.glance_trained": json.dumps(self.glance_trained),
+        }
         return {
+            **focus,
             "longteng.format": FORMAT,
             "longteng.class_names": json.dumps(self.class_names),
             "longteng.preprocess": self.preprocess.to_json(),
@@ -75,6 +93,8 @@ class ModelMetadata:
                 ),
                 model_version=props["longteng.model_version"],
                 provenance=json.loads(props["longteng.provenance"]),
+                focus=FocusSpec.from_json(props["longteng.focus"]) if "longteng.focus" in props else None,
+                glance_trained=bool(json.loads(props.get("longteng.glance_trained", "false"))),
             )
         except (KeyError, ValueError, TypeError, ConfigError) as exc:
             raise CheckpointError(f"{source}: incomplete or invalid longteng metadata ({exc})") from None

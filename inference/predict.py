@@ -25,6 +25,7 @@ from longteng.imageio import DEFAULT_MAX_PIXELS
 from longteng.inference.discover import DiscoveryError
 from longteng.inference.metadata import ModelMetadata
 from longteng.inference.session import OnnxModel, RuntimeOptions
+from longteng.inference.two_stage import FocusView, PreparedPhoto, focus_inputs, prepare_photo
 from longteng.preprocess import load_resized
 
 # Decoding a phone JPEG is I/O plus C code that releases the GIL, so threads overlap well;
@@ -69,6 +70,7 @@ class PhotoPrediction:
     unknown_score: float | None
     unknown: bool
     class_maps: np.ndarray | None
+    view: "FocusView | None" = None  # two-stage models: where the focus stage looked
 
 
 @dataclass(frozen=True)
@@ -115,8 +117,18 @@ class Predictor:
     def predict_one(self, path: Path | str) -> PhotoResult:
         return next(iter(self.predict([Path(path)])))
 
-    def predict_pixels(self, paths: Sequence[Path], pixels: np.ndarray) -> list[PhotoPrediction]:
-        """uint8 (N, S, S, 3) photos from longteng.preprocess.load_resized -> predictions."""
+    def predict_prepared(self, paths: Sequence[Path], prepared: Sequence[np.ndarray | PreparedPhoto]) -> list[PhotoPrediction]:
+        """What decode_photo returned for each path -> predictions: the one batched pipeline
+        of predict, score and evaluate."""
+        if not self.metadata.two_stage:
+            return self.predict_pixels(paths, np.stack(prepared))  # type: ignore[arg-type]
+        crops, views = focus_inputs(self.model, prepared)  # type: ignore[arg-type]
+        return self.predict_pixels(paths, crops, views)
+
+    def predict_pixels(
+        self, paths: Sequence[Path], pixels: np.ndarray, views: Sequence[FocusView] | None = None
+    ) -> list[PhotoPrediction]:
+        """uint8 (N, S, S, 3) model inputs (single-stage photos or focus crops) -> predictions."""
         metadata = self.metadata
         outputs = self.model.run(pixels)
         probabilities = np.asarray(outputs["probabilities"], dtype=np.float64)
@@ -138,6 +150,7 @@ class Predictor:
                 unknown_score=None if unknown_score is None else float(unknown_score[i]),
                 unknown=bool(unknown[i]),
                 class_maps=None if class_maps is None else np.asarray(class_maps[i]),
+                view=None if views is None else views[i],
             )
             for i, path in enumerate(paths)
         ]
@@ -151,8 +164,8 @@ class Predictor:
         outcomes = [job if isinstance(job, PhotoFailure) else job.result() for _, job in chunk]
         decoded = [i for i, outcome in enumerate(outcomes) if not isinstance(outcome, PhotoFailure)]
         if decoded:
-            pixels = np.stack([outcomes[i] for i in decoded])
-            for i, prediction in zip(decoded, self.predict_pixels([chunk[i][0] for i in decoded], pixels)):
+            prepared = [outcomes[i] for i in decoded]
+            for i, prediction in zip(decoded, self.predict_prepared([chunk[i][0] for i in decoded], prepared)):
                 outcomes[i] = prediction
         return outcomes
 
@@ -163,8 +176,12 @@ def top_classes(probabilities: np.ndarray, class_names: Sequence[str], k: int) -
     return tuple((class_names[i], float(probabilities[i])) for i in order)
 
 
-def decode_photo(path: Path, metadata: ModelMetadata, max_pixels: int) -> np.ndarray | PhotoFailure:
+def decode_photo(path: Path, metadata: ModelMetadata, max_pixels: int) -> np.ndarray | PreparedPhoto | PhotoFailure:
+    """What the model needs of one photo: its letterboxed pixels, or for a two-stage model the
+    photo decoded once with its glance input."""
     try:
+        if metadata.two_stage:
+            return prepare_photo(path, metadata, max_pixels)
         return load_resized(path, metadata.preprocess, max_pixels=max_pixels)
     except ImageLoadError as exc:
         return PhotoFailure(path, exc.reason, exc.detail)

@@ -86,7 +86,7 @@ def _explain(
     try:
         overlay = write_overlay(
             prediction.path, prediction.decision, prediction.class_maps, metadata.class_names,
-            metadata.preprocess, options,
+            metadata.preprocess, options, view=prediction.view, focus=metadata.focus,
         )
     except ImageLoadError as exc:
         return None, PhotoFailure(prediction.path, EXPLAIN_FAILED, f"cannot reload the photo ({exc.reason}: {exc.detail})")

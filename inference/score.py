@@ -278,7 +278,7 @@ def _take_decoded(state: _State) -> bool:
 def _infer(state: _State, batch: list, predictor: Predictor, stats: ScoreStats) -> None:
     import numpy as np
 
-    predictions = predictor.predict_pixels([path for _, path, _ in batch], np.stack([pixels for *_, pixels in batch]))
+    predictions = predictor.predict_prepared([path for _, path, _ in batch], [prepared for *_, prepared in batch])
     stats.inferred += len(batch)
     for (digest, _, _), prediction in zip(batch, predictions):
         _resolve(state, digest, _prediction_outcome(prediction, predictor.metadata))

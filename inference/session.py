@@ -9,7 +9,9 @@ from pathlib import Path
 import numpy as np
 
 from longteng.errors import CheckpointError, ConfigError
-from longteng.inference.metadata import INPUT_NAME, OUTPUT_NAMES, ModelMetadata
+from longteng.inference.metadata import (
+    FOCUS_INPUT_NAME, GLANCE_INPUT_NAME, GLANCE_OUTPUT_NAMES, INPUT_NAME, OUTPUT_NAMES, ModelMetadata,
+)
 from longteng.preprocess import normalize
 
 PROVIDER_NAMES = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
@@ -50,11 +52,31 @@ class OnnxModel:
         if missing:
             raise CheckpointError(f"{self.path}: model lacks output(s) {', '.join(missing)}")
 
+        if self.metadata.two_stage:
+            inputs = {i.name for i in self.session.get_inputs()}
+            expected = {GLANCE_INPUT_NAME, FOCUS_INPUT_NAME}
+            if inputs != expected or any(name not in self.output_names for name in GLANCE_OUTPUT_NAMES):
+                raise CheckpointError(f"{self.path}: two-stage metadata, but the graph's inputs are {sorted(inputs)}")
+
     def run(self, pixels: np.ndarray, outputs: tuple[str, ...] = OUTPUT_NAMES) -> dict[str, np.ndarray]:
-        """uint8 (N, S, S, 3) photos from longteng.preprocess.load_resized -> named outputs."""
-        wanted = [name for name in outputs if name in self.output_names]
-        inputs = normalize(np.asarray(pixels), self.metadata.preprocess)
-        return dict(zip(wanted, self.session.run(wanted, {INPUT_NAME: inputs})))
+        """uint8 (N, S, S, 3) -> named outputs: single-stage photos from
+        longteng.preprocess.load_resized, or a two-stage model's focus crops."""
+        wanted = [name for name in outputs if name in self.output_names and name not in GLANCE_OUTPUT_NAMES]
+        if not self.metadata.two_stage:
+            inputs = normalize(np.asarray(pixels), self.metadata.preprocess)
+            return dict(zip(wanted, self.session.run(wanted, {INPUT_NAME: inputs})))
+        focus = normalize(np.asarray(pixels), self.metadata.preprocess)
+        size = self.metadata.preprocess.input_size
+        empty = np.zeros((0, 3, size, size), np.float32)
+        return dict(zip(wanted, self.session.run(wanted, {GLANCE_INPUT_NAME: empty, FOCUS_INPUT_NAME: focus})))
+
+    def run_glance(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """uint8 (N, G, G, 3) letterboxed photos -> (objectness (N, h, w), up vectors (N, 2, h, w))."""
+        glance = normalize(np.asarray(pixels), self.metadata.preprocess)
+        size = self.metadata.focus.input_size  # type: ignore[union-attr]
+        empty = np.zeros((0, 3, size, size), np.float32)
+        objectness, up = self.session.run(list(GLANCE_OUTPUT_NAMES), {GLANCE_INPUT_NAME: glance, FOCUS_INPUT_NAME: empty})
+        return objectness, up
 
 
 def _providers(device: str, ort) -> list[str]:

@@ -26,6 +26,7 @@ from longteng import __version__
 from longteng.data.layout import Record, scan_dataset
 from longteng.decision import OperatingPoint
 from longteng.errors import CheckpointError, ConfigError, DatasetError
+from longteng.focus import FocusSpec
 from longteng.inference.metadata import ModelMetadata, UnknownDetector
 from longteng.inference.session import OnnxModel, RuntimeOptions
 from longteng.model.checkpoint import Checkpoint, build_model, load_checkpoint, resolve_checkpoint_path
@@ -38,6 +39,9 @@ from longteng.training.onnx_scoring import onnx_outputs
 from longteng.training.progress import Reporter, SilentReporter
 from longteng.training.unknown_fit import UnknownFitConfig, fit_unknown_detector, unknown_evaluation
 from longteng.training.unrelated_photos import write_skimage_photos, write_unrelated_photos
+
+
+TWO_STAGE_FIT_PHOTOS = 600
 
 
 @dataclass(frozen=True)
@@ -87,6 +91,8 @@ def export_model(
     if source.operating_point is None:
         raise CheckpointError(f"{checkpoint}: model is not calibrated yet (export best.pt of a finished run)")
     data = _training_data(source, checkpoint_path.parent, options, reporter)
+    if source.model_config.get("architecture") == "two_stage":
+        return _export_two_stage(source, data, out, options, reporter)
 
     with tempfile.TemporaryDirectory(prefix="longteng-export-") as scratch_name:
         scratch = Path(scratch_name)
@@ -121,6 +127,66 @@ def export_model(
     return ExportResult(out, card, metadata, exporter, note, parity, int8, unknown)
 
 
+def _export_two_stage(
+    source: Checkpoint, data: "_TrainingData | None", out: Path, options: ExportOptions, reporter: Reporter
+) -> ExportResult:
+    """One graph with both stages; parity over decode -> glance -> box -> crop -> focus."""
+    from longteng.inference.two_stage import outputs_for_paths
+    from longteng.model.two_stage_export import focus_spec_of, require_two_stage_parity, two_stage_parity, two_stage_to_onnx
+
+    if options.int8:
+        raise ConfigError("--int8 is not available for two-stage models yet (export fp32)")
+    focus = focus_spec_of(source)
+    glance_trained = bool(source.extra.get("glance_trained", True))
+    with tempfile.TemporaryDirectory(prefix="longteng-export-") as scratch_name:
+        scratch = Path(scratch_name)
+        with reporter.task("export the graph", 1) as advance:
+            graph = two_stage_to_onnx(source, options.opset)
+            advance(1)
+        fp32_path = _save(graph, _metadata(source, None, "unversioned", {}, focus, glance_trained), scratch / "fp32.onnx")
+        photos = write_skimage_photos(scratch / "parity")
+        if data is not None:
+            photos = photos + data.paths("train", options.parity_sample)
+        with reporter.task("parity: decode, glance, crop, focus", len(photos)) as advance:
+            parity = two_stage_parity(fp32_path, source, photos)
+            advance(len(photos))
+        require_two_stage_parity(parity)
+        reporter.message(
+            f"parity with the checkpoint on {parity.n_photos} photos (whole two-stage path): max |logit difference| "
+            f"{parity.max_abs_logit_difference:.2e}, top-1 agreement {parity.top1_agreement:.0%}, "
+            f"lowest box IoU {parity.min_box_iou:.3f}"
+        )
+        model = OnnxModel(fp32_path, RuntimeOptions(device="cpu"))
+        detector, unknown = None, None
+        if data is not None:
+            # Each photo runs the whole runtime path here: a sample fits the detector as well.
+            limit = min(options.max_fit_photos, TWO_STAGE_FIT_PHOTOS)
+            train_paths, train_labels = data.paths_and_labels("train", limit)
+            val_paths, _ = data.paths_and_labels("val", limit)
+            known_paths, _ = data.paths_and_labels("test", limit)
+            with reporter.task("fit the unknown-object detector", len(train_paths) + len(val_paths) + len(known_paths)) as advance:
+                train_outputs, _ = outputs_for_paths(model, train_paths, progress=advance)
+                val_outputs, _ = outputs_for_paths(model, val_paths, progress=advance)
+                detector = fit_unknown_detector(train_outputs, train_labels, val_outputs, options.unknown)
+                known_outputs, _ = outputs_for_paths(model, known_paths or val_paths, progress=advance)
+            unrelated = write_unrelated_photos(scratch / "unrelated", seed=options.seed)
+            unrelated_outputs, _ = outputs_for_paths(model, [photo.path for photo in unrelated])
+            unknown = unknown_evaluation(detector, known_outputs, unrelated_outputs, [p.kind for p in unrelated])
+            unknown["known_split"] = "test" if known_paths else "val"
+            reporter.message(
+                f"unknown objects ({detector.method}): ROC-AUC {unknown['roc_auc']:.3f}; flagged "
+                f"{unknown['unrelated_flagged_rate']:.0%} of unrelated, {unknown['known_flagged_rate']:.0%} of known photos"
+            )
+        else:
+            reporter.warning("no training data found: the model ships without an unknown-object detector")
+        final = onnx.load(str(fp32_path))
+        provenance = _provenance(source, data, "torch.onnx dynamo (two-stage)", options.opset, parity, None, unknown)
+        metadata = _metadata(source, detector, model_version(final), provenance, focus, glance_trained)
+        _save(final, metadata, out)
+    card = write_model_card(metadata, out)
+    return ExportResult(out, card, metadata, "torch.onnx dynamo (two-stage)", "", parity, None, unknown)
+
+
 def model_version(model: onnx.ModelProto) -> str:
     """First 16 hex digits of the sha256 of the model without its metadata: same weights, same version."""
     bare = onnx.ModelProto()
@@ -148,6 +214,21 @@ class _TrainingData:
         cache = run_dir / "cache"
         same_data = trained_on is not None and Path(trained_on).resolve() == root.resolve()
         self.run_cache = cache if same_data and cache.is_dir() else None
+
+    def paths_and_labels(self, split: str, limit: int) -> tuple[list[Path], np.ndarray]:
+        """Files of at most ``limit`` photos of ``split`` (a reproducible sample beyond it) and their labels."""
+        chosen = self._sample(split, limit)
+        return [self.root / r.path for r in chosen], np.array([self.index[r.label] for r in chosen], dtype=np.int64)
+
+    def paths(self, split: str, limit: int) -> list[Path]:
+        return self.paths_and_labels(split, limit)[0]
+
+    def _sample(self, split: str, limit: int) -> list[Record]:
+        chosen: list[Record] = [r for r in self.records if r.split == split]
+        if len(chosen) > limit:
+            keep = np.random.default_rng(self.seed).choice(len(chosen), limit, replace=False)
+            chosen = [chosen[i] for i in sorted(keep)]
+        return chosen
 
     def split(self, split: str, limit: int) -> tuple[np.ndarray, np.ndarray]:
         """(uint8 pixels, labels) of at most ``limit`` photos of ``split`` (a random sample beyond it)."""
@@ -276,9 +357,12 @@ def _unknown_detector(
 
 
 def _metadata(
-    checkpoint: Checkpoint, detector: UnknownDetector | None, version: str, provenance: dict[str, Any]
+    checkpoint: Checkpoint, detector: UnknownDetector | None, version: str, provenance: dict[str, Any],
+    focus: "FocusSpec | None" = None, glance_trained: bool = False,
 ) -> ModelMetadata:
     return ModelMetadata(
+        focus=focus,
+        glance_trained=glance_trained,
         class_names=list(checkpoint.class_names),
         preprocess=checkpoint.preprocess,
         temperature=checkpoint.temperature,

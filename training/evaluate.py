@@ -84,6 +84,8 @@ def evaluate_model(
     if split not in (*SPLITS, "all"):
         raise ConfigError(f"--split {split!r} unknown; allowed: {', '.join(SPLITS)}, all")
     is_onnx = Path(model_path).suffix.lower() == ".onnx"
+    if not is_onnx:
+        _refuse_two_stage_checkpoint(model_path)
     model = _OnnxScorer(model_path, device, batch_size) if is_onnx else _CheckpointScorer(model_path, device, batch_size)
     classes = model.class_names
     index = {name: i for i, name in enumerate(classes)}
@@ -94,12 +96,17 @@ def evaluate_model(
     records = [r for r in records if r.label in index]
     if not records:
         raise DatasetError(f"{data_root}: no photos of the model's classes in split {split!r}")
-    with reporter.task(f"decode {split}", len(records)) as advance:
-        decoded = decode_images(Path(data_root), records, model.preprocess, workers=workers, progress=advance)
+    localisation = None
+    if isinstance(model, _OnnxScorer) and model.model.metadata.two_stage:
+        with reporter.task(f"glance and focus {split}", len(records)) as advance:
+            decoded, logits, localisation = model.two_stage_logits(Path(data_root), records, advance)
+    else:
+        with reporter.task(f"decode {split}", len(records)) as advance:
+            decoded = decode_images(Path(data_root), records, model.preprocess, workers=workers, progress=advance)
+        with reporter.task(f"score {split}", len(decoded.records)) as advance:
+            logits = model.logits(decoded.pixels, advance)
     for failure in decoded.failures:
         reporter.warning(f"skipped {failure.path}: {failure.detail}")
-    with reporter.task(f"score {split}", len(decoded.records)) as advance:
-        logits = model.logits(decoded.pixels, advance)
     labels = np.array([index[r.label] for r in decoded.records], dtype=np.int64)
     probabilities = softmax(logits, model.temperature)
     report = evaluation_report(
@@ -110,10 +117,23 @@ def evaluate_model(
     report["model"] = str(model_path)
     report["temperature"] = model.temperature
     report["skipped"] = [f.__dict__ for f in decoded.failures]
+    if localisation is not None:
+        report["localisation"] = localisation
     if isinstance(model, _OnnxScorer):
         report["model_version"] = model.model.metadata.model_version
         report["unknown"] = model.unknown_report(reporter)
     return EvaluationRun(report, probabilities, labels, decoded.records, classes)
+
+
+def _refuse_two_stage_checkpoint(model_path: Path | str) -> None:
+    from longteng.model.checkpoint import load_checkpoint, resolve_checkpoint_path
+
+    checkpoint = load_checkpoint(resolve_checkpoint_path(model_path))
+    if checkpoint.model_config.get("architecture") == "two_stage":
+        raise ConfigError(
+            f"{model_path}: a two-stage model is evaluated through its exported file, the path officers run: "
+            "longteng export RUN --out model.onnx, then longteng evaluate model.onnx DATA"
+        )
 
 
 class _CheckpointScorer:
@@ -159,6 +179,48 @@ class _OnnxScorer:
         self.outputs = onnx_outputs(self.model, pixels, batch_size=self.batch_size, progress=progress)
         return self.outputs["logits"]
 
+    def two_stage_logits(self, root: Path, records: list, progress: Callable[[int], None]):
+        """Through the runtime's two-stage path; IoU against the dataset's boxes where it has them."""
+        from longteng.errors import ImageLoadError
+        from longteng.focus import parse_quad, polygon_iou
+        from longteng.inference.two_stage import focus_inputs, prepare_photo
+        from longteng.training.cache import DecodeFailure, DecodedImages
+
+        good, failures, chunks, ious = [], [], {"logits": [], "embedding": []}, []
+        for start in range(0, len(records), self.batch_size):
+            batch, prepared = [], []
+            for record in records[start : start + self.batch_size]:
+                try:
+                    prepared.append(prepare_photo(root / record.path, self.model.metadata))
+                    batch.append(record)
+                except ImageLoadError as exc:
+                    failures.append(DecodeFailure(record.path, exc.reason, exc.detail))
+            progress(self.batch_size)
+            if not prepared:
+                continue
+            crops, views = focus_inputs(self.model, prepared)
+            for name, value in self.model.run(crops, ("logits", "embedding")).items():
+                chunks[name].append(value)
+            for record, view in zip(batch, views):
+                try:
+                    quad = parse_quad(record.extra.get("quad", ""), view.original_size)
+                except ValueError:
+                    quad = None
+                if quad is not None:
+                    box = view.box_in_original
+                    ious.append(0.0 if box is None else polygon_iou(quad, box.corners()))
+            good.extend(batch)
+        self.outputs = {name: np.concatenate(parts) for name, parts in chunks.items() if parts}
+        localisation = None
+        if ious:
+            values = np.array(ious)
+            localisation = {
+                "n": len(values), "median_iou": float(np.median(values)), "mean_iou": float(values.mean()),
+                "iou_at_least_0.7": float(np.mean(values >= 0.7)),
+            }
+        logits = self.outputs.get("logits", np.zeros((0, len(self.class_names)), np.float32))
+        return DecodedImages(good, np.zeros((len(good), 1, 1, 3), np.uint8), failures), logits, localisation
+
     def unknown_report(self, reporter: Reporter) -> dict | None:
         """The unknown-object score on the photos just scored vs generated unrelated photos."""
         import tempfile
@@ -174,6 +236,11 @@ class _OnnxScorer:
             return None
         with tempfile.TemporaryDirectory(prefix="longteng-unrelated-") as directory:
             unrelated = write_unrelated_photos(Path(directory))
-            pixels = load_photos([photo.path for photo in unrelated], self.preprocess)
-        unrelated_outputs = onnx_outputs(self.model, pixels, batch_size=self.batch_size)
+            if self.model.metadata.two_stage:
+                from longteng.inference.two_stage import outputs_for_paths
+
+                unrelated_outputs, _ = outputs_for_paths(self.model, [photo.path for photo in unrelated])
+            else:
+                pixels = load_photos([photo.path for photo in unrelated], self.preprocess)
+                unrelated_outputs = onnx_outputs(self.model, pixels, batch_size=self.batch_size)
         return unknown_evaluation(detector, self.outputs, unrelated_outputs, [photo.kind for photo in unrelated])

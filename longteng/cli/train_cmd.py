@@ -8,40 +8,58 @@ from typing import Optional
 import typer
 
 from longteng.cli import console
+from longteng.training.config import ARCHITECTURES, TrainConfig
+
+# The dataclass is the one source of defaults: the CLI cannot drift from what a run records.
+_D = {name: field.default for name, field in TrainConfig.__dataclass_fields__.items()}
 
 
 def train_command(
     data: Path = typer.Argument(..., help="Dataset root (ROOT/<product>/<genuine|counterfeit>/..., optional manifest.csv)."),
     out: Path = typer.Option(..., "--out", "-o", help="Run directory: config, log, curves, checkpoints, report."),
-    epochs: int = typer.Option(8, help="Training epochs."),
-    image_size: int = typer.Option(224, help="Model input size (square, letterboxed)."),
-    batch_size: int = typer.Option(32, help="Photos per step (per process under torchrun)."),
-    lr: float = typer.Option(1e-3, help="Peak AdamW learning rate (warm-up, then cosine decay)."),
-    backbone: str = typer.Option("efficientnet_lite0", help="Backbone name from the registry."),
-    weights: str = typer.Option("default", help="'default' (offline pretrained), 'none', 'hub', or a weights file."),
-    frozen_epochs: int = typer.Option(1, help="Warm-up epochs that train only the head."),
-    seed: int = typer.Option(0, help="Random seed (the same seed replays the same run)."),
-    device: str = typer.Option("auto", help="auto, cpu or cuda."),
-    workers: int = typer.Option(2, help="Processes that decode photos into the run's cache."),
+    architecture: str = typer.Option(_D["architecture"], help=f"{' or '.join(ARCHITECTURES)}: glance then focus at native resolution, or the whole photo at --image-size."),
+    epochs: int = typer.Option(_D["epochs"], help="Training epochs (two_stage: focus fine-tuning epochs after the probe)."),
+    image_size: int = typer.Option(_D["image_size"], help="single_stage input size (square, letterboxed)."),
+    glance_size: int = typer.Option(_D["glance_size"], help="two_stage: the whole photo's size for the glance."),
+    focus_size: int = typer.Option(_D["focus_size"], help="two_stage: the product crop's size for the focus stage."),
+    pooling: str = typer.Option(_D["pooling"], help="two_stage: how class maps become logits: lse, topk, max or avg."),
+    batch_size: int = typer.Option(_D["batch_size"], help="Photos per step (per process under torchrun)."),
+    lr: float = typer.Option(_D["lr"], help="Peak AdamW learning rate (warm-up, then cosine decay)."),
+    backbone: str = typer.Option(_D["backbone"], help="Backbone name from the registry."),
+    weights: str = typer.Option(_D["weights"], help="'default' (offline pretrained), 'none', 'hub', or a weights file."),
+    frozen_epochs: int = typer.Option(_D["frozen_epochs"], help="single_stage: warm-up epochs that train only the head."),
+    seed: int = typer.Option(_D["seed"], help="Random seed (the same seed replays the same run)."),
+    device: str = typer.Option(_D["device"], help="auto, cpu or cuda."),
+    workers: int = typer.Option(2, help="Processes that decode photos."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
     init: Optional[Path] = typer.Option(None, "--init", help="Start from a previous model (run dir or .pt); new classes grow the head."),
-    max_false_alarm_rate: float = typer.Option(0.02, help="Operating-point target: genuine photos flagged COUNTERFEIT."),
-    min_recall: float = typer.Option(0.98, help="Operating-point target: counterfeits caught (COUNTERFEIT or REFER)."),
-    label_smoothing: float = typer.Option(0.1, help="Label smoothing of the cross-entropy loss."),
-    channels_last: bool = typer.Option(True, help="channels_last memory format (about 2x faster on CPU)."),
+    max_false_alarm_rate: float = typer.Option(_D["max_false_alarm_rate"], help="Operating-point target: genuine photos flagged COUNTERFEIT."),
+    min_recall: float = typer.Option(_D["min_counterfeit_recall"], help="Operating-point target: counterfeits caught (COUNTERFEIT or REFER)."),
+    label_smoothing: float = typer.Option(_D["label_smoothing"], help="Label smoothing of the cross-entropy loss."),
+    channels_last: bool = typer.Option(_D["channels_last"], help="channels_last memory format (about 2x faster on CPU)."),
 ) -> None:
     """Fine-tune a pretrained CNN; calibrate it and choose its operating point on val; report on test."""
     from longteng.cli.progress import RichReporter
-    from longteng.training.config import TrainConfig
-    from longteng.training.trainer import train
+    from longteng.training.malloc import tune_malloc
 
+    tune_malloc()
     config = TrainConfig(
-        data=str(data), out=str(out), epochs=epochs, image_size=image_size, batch_size=batch_size, lr=lr,
+        data=str(data), out=str(out), architecture=architecture, epochs=epochs, image_size=image_size,
+        glance_size=glance_size, focus_size=focus_size, pooling=pooling, batch_size=batch_size, lr=lr,
         backbone=backbone, weights=weights, frozen_epochs=min(frozen_epochs, epochs), seed=seed, device=device,
         workers=workers, init=str(init) if init else None, max_false_alarm_rate=max_false_alarm_rate,
         min_counterfeit_recall=min_recall, label_smoothing=label_smoothing, channels_last=channels_last,
     )
-    result = train(config, resume=resume, reporter=RichReporter())
+    if config.architecture == "two_stage":
+        if resume or init:
+            raise typer.BadParameter("--resume and --init are available for --architecture single_stage only (two_stage retrains in minutes)")
+        from longteng.training.two_stage_trainer import train_two_stage
+
+        result = train_two_stage(config, reporter=RichReporter())
+    else:
+        from longteng.training.trainer import train
+
+        result = train(config, resume=resume, reporter=RichReporter())
     if result.report:
         from longteng.cli.report_view import print_report
 

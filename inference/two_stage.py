@@ -1,0 +1,97 @@
+"""The runtime's two-stage path: glance at the whole photo, crop the product, focus on it.
+
+`prepare_photo` (in a decoding thread or worker process) decodes a photo once and makes its
+glance input; `focus_inputs` (in the process holding the model, batched) runs the glance,
+turns its maps into boxes and cuts the upright crops the focus stage classifies. Predict,
+score and evaluate on ONNX all pass through these two functions. onnxruntime, numpy, Pillow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from longteng.focus import DecodedPhoto, GlanceFrame, OrientedBox, box_from_maps, focus_crop, glance_pixels, decode_for_focus
+from longteng.imageio import DEFAULT_MAX_PIXELS
+from longteng.inference.metadata import ModelMetadata
+
+
+@dataclass(frozen=True)
+class PreparedPhoto:
+    """A photo decoded once for both stages."""
+
+    photo: DecodedPhoto
+    glance: np.ndarray  # uint8 (G, G, 3)
+
+
+@dataclass(frozen=True)
+class FocusView:
+    """Where the focus stage looked: the box in decoded-photo pixels (None: the whole photo)."""
+
+    box: OrientedBox | None
+    decoded_size: tuple[int, int]
+    original_size: tuple[int, int]
+
+    @property
+    def box_in_original(self) -> OrientedBox | None:
+        """The box in the pixels of the photo as stored (upright), for reports and overlays."""
+        if self.box is None:
+            return None
+        return self.box.scaled(self.original_size[0] / self.decoded_size[0])
+
+
+def prepare_photo(path: Path, metadata: ModelMetadata, max_pixels: int = DEFAULT_MAX_PIXELS) -> PreparedPhoto:
+    """Raises ImageLoadError like longteng.imageio.load_image."""
+    photo = decode_for_focus(path, metadata.focus, max_pixels=max_pixels)  # type: ignore[arg-type]
+    return PreparedPhoto(photo, glance_pixels(photo, metadata.preprocess))
+
+
+def locate(objectness: np.ndarray, up: np.ndarray, photos: Sequence[PreparedPhoto], metadata: ModelMetadata) -> list[OrientedBox | None]:
+    if not metadata.glance_trained:
+        return [None] * len(photos)
+    size = metadata.preprocess.input_size
+    return [
+        box_from_maps(objectness[i], up[i], GlanceFrame.of(prepared.photo.image.size, metadata.preprocess), size)
+        for i, prepared in enumerate(photos)
+    ]
+
+
+def focus_inputs(model, photos: Sequence[PreparedPhoto]) -> tuple[np.ndarray, list[FocusView]]:
+    """`model`: an inference.session.OnnxModel of a two-stage model -> (uint8 crops, views)."""
+    metadata: ModelMetadata = model.metadata
+    if metadata.glance_trained:
+        objectness, up = model.run_glance(np.stack([p.glance for p in photos]))
+        boxes = locate(objectness, up, photos, metadata)
+    else:
+        boxes = [None] * len(photos)
+    crops = np.stack([
+        focus_crop(p.photo.image, box, metadata.focus, metadata.preprocess.pad_color)  # type: ignore[arg-type]
+        for p, box in zip(photos, boxes)
+    ])
+    views = [FocusView(box, p.photo.image.size, p.photo.original_size) for p, box in zip(photos, boxes)]
+    return crops, views
+
+
+def outputs_for_paths(
+    model, paths: Sequence[Path], outputs: Sequence[str] = ("logits", "embedding"), *, batch_size: int = 16,
+    max_pixels: int = DEFAULT_MAX_PIXELS, progress=None,
+) -> tuple[dict[str, np.ndarray], list[FocusView]]:
+    """Named outputs of a two-stage model for photo files, through the runtime's own path.
+    Raises ImageLoadError on the first photo that cannot be decoded."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    chunks: dict[str, list[np.ndarray]] = {name: [] for name in outputs}
+    views: list[FocusView] = []
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        for start in range(0, len(paths), batch_size):
+            batch = list(pool.map(lambda p: prepare_photo(Path(p), model.metadata, max_pixels), paths[start : start + batch_size]))
+            crops, batch_views = focus_inputs(model, batch)
+            views.extend(batch_views)
+            for name, value in model.run(crops, outputs=tuple(outputs)).items():
+                chunks[name].append(value)
+            if progress:
+                progress(len(batch))
+    return {name: np.concatenate(parts) for name, parts in chunks.items() if parts}, views
