@@ -82,7 +82,7 @@ def tiny_onnx_model(tiny_dataset, tmp_path_factory) -> Path:
 
     run = tmp_path_factory.mktemp("onnx_run") / "run"
     result = train(TrainConfig(
-        data=str(tiny_dataset), out=str(run), epochs=1, image_size=64, batch_size=16, weights="default",
+        data=str(tiny_dataset), out=str(run), architecture="single_stage", epochs=1, image_size=64, batch_size=16, weights="default",
         frozen_epochs=1, workers=1, lr=3e-3, eval_batch_size=32,
     ))
     return export_model(result.best, run / "model.onnx").path

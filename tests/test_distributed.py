@@ -22,7 +22,7 @@ def test_train_under_torchrun_with_two_processes(tiny_dataset, tmp_path):
     out = tmp_path / "ddp_run"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     completed = subprocess.run(
-        [str(torchrun), "--standalone", "--nproc_per_node=2", longteng, "train", str(tiny_dataset), "--out", str(out),
+        [str(torchrun), "--standalone", "--nproc_per_node=2", longteng, "train", str(tiny_dataset), "--out", str(out), "--architecture", "single_stage",
          "--epochs", "2", "--frozen-epochs", "1", "--image-size", "64", "--batch-size", "8", "--weights", "none",
          "--device", "cpu", "--workers", "1"],
         capture_output=True, text=True, env=env, timeout=600,

@@ -21,8 +21,8 @@ from conftest import make_dataset
 
 def _config(data, out, **overrides) -> TrainConfig:
     values = dict(
-        data=str(data), out=str(out), epochs=2, image_size=64, batch_size=16, weights="none", frozen_epochs=1,
-        workers=1, lr=3e-3, eval_batch_size=32,
+        data=str(data), out=str(out), architecture="single_stage", epochs=2, image_size=64, batch_size=16,
+        weights="none", frozen_epochs=1, workers=1, lr=3e-3, eval_batch_size=32,
     )
     values.update(overrides)
     return TrainConfig(**values)

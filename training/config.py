@@ -40,7 +40,7 @@ class TrainConfig:
     # two_stage: glance (find the product) then focus (read it at native resolution);
     # single_stage: the whole photo letterboxed to image_size (the earlier baseline).
     architecture: str = "two_stage"
-    epochs: int = 3  # two_stage: focus fine-tuning epochs after the probe; single_stage: all epochs
+    epochs: int = 6  # two_stage: focus fine-tuning epochs after the probe; single_stage: all epochs
     image_size: int = 224  # single_stage input
     glance_size: int = 256
     focus_size: int = 384

@@ -125,7 +125,10 @@ def evaluation_report(
             "top_class": [_fields(row) for row in metrics.risk_coverage(top_confidence, correct)],
             "authenticity": [_fields(row) for row in metrics.risk_coverage(authenticity_confidence, authenticity_correct)],
         },
-        "tells": _tell_breakdown(tells, is_counterfeit, verdicts != GENUINE) if tells is not None else None,
+        "tells": _tell_breakdown(
+            tells, is_counterfeit, verdicts != GENUINE, verdicts == COUNTERFEIT,
+            scores >= metrics.best_threshold_at_false_alarm_rate(scores, is_counterfeit, 0.02).threshold,
+        ) if tells is not None else None,
         "confidence_intervals": _confidence_intervals(
             labels, is_counterfeit, scores, verdicts, predicted, case_ids, n_boot, seed
         ),
@@ -417,8 +420,12 @@ def format_report_text(report: Mapping) -> str:
 
 
 def _tell_breakdown(
-    tells: Sequence[Mapping[str, float]], is_counterfeit: np.ndarray, caught: np.ndarray
+    tells: Sequence[Mapping[str, float]], is_counterfeit: np.ndarray, caught: np.ndarray,
+    decided: np.ndarray | None = None, at_far: np.ndarray | None = None,
 ) -> dict:
+    """Counterfeit recall per tell: ``caught`` counts REFER as caught (the operating point's
+    promise), ``decided`` only COUNTERFEIT verdicts (what the officer is told), ``at_far`` the
+    test ROC's threshold at a false-alarm rate of 0.02 (the detector itself)."""
     if len(tells) != len(is_counterfeit):
         raise ConfigError(f"{len(tells)} tell records for {len(is_counterfeit)} photos")
     counterfeit_rows = np.flatnonzero(is_counterfeit)
@@ -428,12 +435,17 @@ def _tell_breakdown(
         by_tell.append(list(photo_tells) or [NO_TELL])
         by_strength.append([strength_bin(max(photo_tells.values()))] if photo_tells else [])
         by_both.append([f"{name} {strength_bin(value)}" for name, value in photo_tells.items()])
-    caught = caught[counterfeit_rows]
+    def table(keys: list[list[str]], hits: np.ndarray | None = None) -> dict:
+        chosen = (caught if hits is None else hits)[counterfeit_rows]
+        return {key: {**_fields(group), "recall": group.recall} for key, group in metrics.recall_by_group(keys, chosen).items()}
 
-    def table(keys: list[list[str]]) -> dict:
-        return {key: {**_fields(group), "recall": group.recall} for key, group in metrics.recall_by_group(keys, caught).items()}
-
+    extra = {}
+    if decided is not None:
+        extra["by_tell_decided"] = table(by_tell, decided)
+    if at_far is not None:
+        extra["by_tell_at_far_0.02"] = table(by_tell, at_far)
     return {
+        **extra,
         "strength_edges": list(STRENGTH_EDGES),
         "by_tell": table(by_tell),
         "by_strength": table(by_strength),

@@ -61,6 +61,9 @@ def preprocess_spec_for(backbone: str, image_size: int) -> PreprocessSpec:
 
 
 def train(config: TrainConfig, *, resume: bool = False, reporter: Reporter | None = None) -> TrainResult:
+    """The single-stage trainer (two-stage models: longteng.training.two_stage_trainer)."""
+    if config.architecture != "single_stage":
+        raise ConfigError(f"this trainer trains single_stage models; architecture {config.architecture!r} has its own")
     reporter = reporter or SilentReporter()
     context = init_distributed(config.device)
     try:

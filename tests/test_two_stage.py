@@ -1,0 +1,197 @@
+"""Glance, then focus: crop geometry, box estimation, training that learns, export parity, heatmaps."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from longteng.data.layout import Record, sha256_file, write_manifest
+from longteng.focus import (
+    FocusSpec, GlanceFrame, OrientedBox, box_from_maps, decode_for_focus, focus_crop, focus_to_photo,
+    objectness_target, parse_quad, polygon_iou,
+)
+from longteng.preprocess import PreprocessSpec
+
+PAD = (128, 128, 128)
+TOP_COLOUR = (250, 30, 30)  # a marker at the product's top end
+
+
+def _photo_with_product(size=(640, 480), box=OrientedBox(300, 250, 220, 110, math.radians(35))) -> Image.Image:
+    """A grey photo with a white product whose top quarter is red."""
+    image = Image.new("RGB", size, (60, 70, 80))
+    draw = ImageDraw.Draw(image)
+    draw.polygon([tuple(p) for p in box.corners()], fill=(235, 235, 235))
+    top = OrientedBox(*(np.array([box.cx, box.cy]) + box.up * box.length * 3 / 8), box.length / 4, box.width, box.angle)
+    draw.polygon([tuple(p) for p in top.corners()], fill=TOP_COLOUR)
+    return image
+
+
+@pytest.mark.parametrize("degrees", [0, 35, 90, 160, 200, 270, 330])
+def test_focus_crop_turns_the_product_upright(degrees):
+    box = OrientedBox(320, 240, 240, 120, math.radians(degrees))
+    crop = focus_crop(_photo_with_product(box=box), box, FocusSpec(input_size=128, margin=0.1), PAD)
+    red = (crop[..., 0] > 200) & (crop[..., 1] < 80)
+    rows = np.nonzero(red.any(axis=1))[0]
+    # The top quarter of the product lands at the top of the crop, centred left to right.
+    assert rows.min() < 20 and rows.max() < 64
+    columns = np.nonzero(red.any(axis=0))[0]
+    assert abs((columns.min() + columns.max()) / 2 - 64) < 4
+    # Outside the grown box is padding, whatever the angle.
+    assert (crop[:, :10] == PAD).all() and (crop[:, -10:] == PAD).all()
+
+
+@pytest.mark.parametrize("degrees", [0, 47, 181, 300])
+def test_focus_coordinates_map_back_onto_the_photo(degrees):
+    box = OrientedBox(300, 260, 200, 90, math.radians(degrees))
+    spec = FocusSpec(input_size=200, margin=0.1)
+    grown = box.grown(spec.margin)
+    x, y = focus_to_photo(box, spec, np.array([100.0]), np.array([100.0]))
+    assert np.allclose([x[0], y[0]], [box.cx, box.cy])
+    # The top edge's centre of the grown box: (S/2, S/2 - length/2 * scale).
+    scale = spec.input_size / max(grown.length, grown.width)
+    x, y = focus_to_photo(box, spec, np.array([100.0]), np.array([100.0 - grown.length / 2 * scale]))
+    top = np.array([box.cx, box.cy]) + grown.up * grown.length / 2
+    assert np.allclose([x[0], y[0]], top, atol=1e-6)
+
+
+def test_quad_round_trip_and_iou():
+    box = OrientedBox(200, 150, 120, 60, math.radians(20))
+    assert polygon_iou(box.corners(), box.corners()) > 0.99
+    again = OrientedBox.from_quad(box.corners())
+    assert np.allclose([again.cx, again.cy, again.length, again.width, again.angle], [200, 150, 120, 60, math.radians(20)])
+    shifted = OrientedBox(230, 150, 120, 60, math.radians(20))
+    assert 0.3 < polygon_iou(box.corners(), shifted.corners()) < 0.9
+    text = " ".join(f"{x / 400:.5f} {y / 300:.5f}" for x, y in box.corners())
+    assert np.allclose(parse_quad(text, (400, 300)), box.corners(), atol=0.01)
+    assert parse_quad("", (400, 300)) is None
+    with pytest.raises(ValueError):
+        parse_quad("1 2 3", (400, 300))
+
+
+@pytest.mark.parametrize("degrees", [10, 75, 140, 250])
+def test_box_from_perfect_glance_maps_recovers_the_box(degrees):
+    spec = PreprocessSpec(input_size=256)
+    size = (1600, 1200)
+    truth = OrientedBox(700, 560, 700, 340, math.radians(degrees))
+    frame = GlanceFrame.of(size, spec)
+    objectness = objectness_target(frame.to_glance(truth.corners()), (16, 16), spec.input_size)
+    up = np.broadcast_to(truth.up[:, None, None], (2, 16, 16))
+    found = box_from_maps(objectness, up, frame, spec.input_size)
+    assert polygon_iou(found.corners(), truth.corners()) > 0.85
+    assert abs(math.remainder(found.angle - truth.angle, 2 * math.pi)) < 1e-6
+    assert box_from_maps(np.zeros((16, 16)), up, frame, spec.input_size) is None
+
+
+def test_decoding_keeps_what_the_crop_needs(tmp_path):
+    path = tmp_path / "big.jpg"
+    Image.new("RGB", (4000, 3000), (90, 90, 90)).save(path, quality=80)
+    photo = decode_for_focus(path, FocusSpec(decode_short_side=1200))
+    assert photo.image.size == (2000, 1500) and photo.original_size == (4000, 3000) and photo.scale == 0.5
+
+
+def test_exif_rotated_photo_decodes_upright_with_its_upright_size(tmp_path):
+    path = tmp_path / "rotated.jpg"
+    image = Image.new("RGB", (800, 600), (90, 90, 90))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to view
+    image.save(path, exif=exif)
+    photo = decode_for_focus(path, FocusSpec(decode_short_side=300))
+    assert photo.original_size == (600, 800)
+    assert photo.image.size[0] < photo.image.size[1]
+
+
+# --------------------------------------------------------------------------- training and export
+
+
+def _boxed_dataset(root: Path, per_class: dict[str, int], seed: int = 0) -> None:
+    """Photos of one rotated product per photo, with its quad; counterfeits carry a blue mark."""
+    rng = np.random.default_rng(seed)
+    records = []
+    for authenticity in ("genuine", "counterfeit"):
+        for split, count in per_class.items():
+            for i in range(count):
+                size = (240, 180)
+                box = OrientedBox(
+                    float(rng.uniform(90, 150)), float(rng.uniform(75, 105)), float(rng.uniform(90, 120)),
+                    float(rng.uniform(45, 60)), float(rng.uniform(0, 2 * math.pi)),
+                )
+                image = _photo_with_product(size, box)
+                if authenticity == "counterfeit":
+                    mark = OrientedBox(box.cx, box.cy, box.length / 6, box.width / 3, box.angle)
+                    ImageDraw.Draw(image).polygon([tuple(p) for p in mark.corners()], fill=(30, 40, 220))
+                relative = f"gadget/{authenticity}/{split}_{i:03d}.png"
+                (root / relative).parent.mkdir(parents=True, exist_ok=True)
+                image.save(root / relative)
+                quad = " ".join(f"{x / size[0]:.5f} {y / size[1]:.5f}" for x, y in box.corners())
+                tells = "cert_mark=0.8" if authenticity == "counterfeit" else ""
+                records.append(Record(relative, "gadget", authenticity, f"{authenticity}-{split}-{i // 3}", split,
+                                      sha256_file(root / relative), {"tells": tells, "quad": quad}))
+    write_manifest(root, records, extra_columns=["tells", "quad"])
+
+
+@pytest.fixture(scope="module")
+def two_stage_run(tmp_path_factory):
+    from longteng.training.config import TrainConfig
+    from longteng.training.two_stage_trainer import train_two_stage
+
+    root = tmp_path_factory.mktemp("boxed")
+    _boxed_dataset(root / "data", {"train": 24, "val": 8, "test": 8})
+    config = TrainConfig(
+        data=str(root / "data"), out=str(root / "run"), epochs=3, glance_size=96, focus_size=96, glance_epochs=60,
+        batch_size=16, lr=2e-3, workers=1, eval_batch_size=32,
+    )
+    return root, train_two_stage(config)
+
+
+@pytest.mark.slow
+def test_two_stage_training_learns_and_finds_the_product(two_stage_run):
+    _, result = two_stage_run
+    report = result.report
+    assert report["counterfeit"]["roc_auc"] == 1.0
+    assert report["accuracy"] >= 0.9
+    # The glance was trained on 48 photos only, yet it finds the product well.
+    assert report["localisation"]["median_iou"] > 0.6
+
+
+@pytest.mark.slow
+def test_two_stage_export_parity_and_predict(two_stage_run):
+    from longteng.inference.predict import Predictor
+    from longteng.model.export import export_model
+
+    root, result = two_stage_run
+    exported = export_model(result.run_dir, root / "model.onnx")
+    assert exported.parity.passed and exported.parity.n_photos > 8
+    assert exported.metadata.two_stage and exported.metadata.glance_trained
+    predictor = Predictor(root / "model.onnx")
+    photos = sorted((root / "data" / "gadget" / "counterfeit").glob("test_*.png"))
+    predictions = list(predictor.predict(photos))
+    assert all(p.view is not None and p.view.box is not None for p in predictions)
+    assert np.mean([p.probabilities[predictor.metadata.class_names.index("gadget/counterfeit")] > 0.5 for p in predictions]) >= 0.75
+
+
+def test_heatmap_peak_lands_on_the_evidence_in_the_photo():
+    """A class map with its peak at a known place of the crop is drawn at that place of the photo."""
+    from longteng.decision import Decision
+    from longteng.inference.explain import blend_focus, evidence_map
+    from longteng.inference.two_stage import FocusView
+
+    box = OrientedBox(320, 240, 240, 120, math.radians(60))
+    photo = Image.new("RGB", (640, 480), (0, 0, 0))
+    spec = FocusSpec(input_size=96, margin=0.1)
+    maps = np.zeros((2, 12, 12))
+    maps[1, 2, 6] = 5.0  # counterfeit evidence near the top centre of the crop
+    decision = Decision("COUNTERFEIT", "gadget", 0.9, 0.9, 1.0)
+    heat = evidence_map(maps, decision, ["gadget/genuine", "gadget/counterfeit"])
+    overlay = np.asarray(blend_focus(photo, heat, FocusView(box, (640, 480), (640, 480)), spec, 1.0), np.float64)
+    brightness = overlay[..., 1] + overlay[..., 0]  # the box outline is cyan: weigh red and green
+    brightness[np.asarray(overlay)[..., 2] > 200] = 0
+    y, x = np.unravel_index(np.argmax(brightness), brightness.shape)
+    expected_x, expected_y = focus_to_photo(box, spec, np.array([(6 + 0.5) * 8.0]), np.array([(2 + 0.5) * 8.0]))
+    assert math.hypot(x - expected_x[0], y - expected_y[0]) < 12
+    assert polygon_iou(box.corners(), box.corners()) > 0.99
+    assert json.dumps(box.to_list())
