@@ -29,6 +29,8 @@ from longteng.preprocess import INTERPOLATIONS, PreprocessSpec, resize_to_input
 
 # Cells whose objectness is below this are background noise, not a thin edge of the product.
 _MIN_OBJECTNESS = 0.2
+# Variance ratio above which the moments' long axis gives the angle (a 1:1.6 rectangle has 2.6).
+_ELONGATED = 1.8
 
 
 @dataclass(frozen=True)
@@ -200,6 +202,15 @@ def box_from_maps(objectness: np.ndarray, up: np.ndarray, frame: GlanceFrame, in
         direction = np.array([0.0, -1.0])
     direction /= np.linalg.norm(direction)
     dx, dy = xs - cx, ys - cy
+    # An elongated product's long axis is measured more precisely by the mask's moments than
+    # by the regressed up vector, which only has to say which end of that axis is the top.
+    covariance = np.array([[(weights * dx * dx).sum(), (weights * dx * dy).sum()],
+                           [(weights * dx * dy).sum(), (weights * dy * dy).sum()]]) / total
+    eigenvalues, eigenvectors = np.linalg.eigh(covariance)
+    minor, major = np.maximum(eigenvalues - cell * cell / 12, 1e-6)
+    if major / minor >= _ELONGATED:
+        axis = eigenvectors[:, 1]
+        direction = axis if float(axis @ direction) >= 0 else -axis
     along = dx * direction[0] + dy * direction[1]
     across = dx * -direction[1] + dy * direction[0]
     # A map averaged over cells of side `cell` adds cell**2 / 12 of variance on every axis.

@@ -83,7 +83,8 @@ def test_box_from_perfect_glance_maps_recovers_the_box(degrees):
     up = np.broadcast_to(truth.up[:, None, None], (2, 16, 16))
     found = box_from_maps(objectness, up, frame, spec.input_size)
     assert polygon_iou(found.corners(), truth.corners()) > 0.85
-    assert abs(math.remainder(found.angle - truth.angle, 2 * math.pi)) < 1e-6
+    # The long axis from moments of a 16 x 16 map: within a few degrees.
+    assert abs(math.remainder(found.angle - truth.angle, 2 * math.pi)) < math.radians(3)
     assert box_from_maps(np.zeros((16, 16)), up, frame, spec.input_size) is None
 
 

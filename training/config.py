@@ -45,7 +45,7 @@ class TrainConfig:
     glance_size: int = 256
     focus_size: int = 384
     pooling: str = "lse"
-    glance_epochs: int = 12
+    glance_epochs: int = 40
     probe_epochs: int = 1
     batch_size: int = 32
     lr: float = 1e-3
