@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from longteng.decision import COUNTERFEIT, GENUINE, REFER, Decision, OperatingPoint, verdicts_for_scores
+from longteng.decision import GENUINE, REFER, Decision, OperatingPoint, verdict_confidence, verdicts_for_scores
 from longteng.errors import ConfigError
 from longteng.inference.predict import PhotoPrediction
 
@@ -78,12 +78,7 @@ def combine(name: str, photos: Sequence[PhotoPrediction], operating_point: Opera
         reason = "unknown"
     else:
         reason = "uncertain" if verdict == REFER else ""
-    if verdict == COUNTERFEIT:
-        confidence = score
-    elif verdict == GENUINE:
-        confidence = 1.0 - score
-    else:
-        confidence = max(score, 1.0 - score)
+    confidence = verdict_confidence(verdict, score)
     decision = Decision(
         verdict=verdict,
         product=decisive.decision.product,

@@ -150,6 +150,16 @@ def verdicts_for_scores(scores: np.ndarray, operating_point: OperatingPoint) -> 
     return verdicts
 
 
+def verdict_confidence(verdict: str, counterfeit_score: float) -> float:
+    """The confidence reported with a verdict: the calibrated probability that it is right
+    (for REFER, of the likelier side). The one rule, for photos and items alike."""
+    if verdict == COUNTERFEIT:
+        return counterfeit_score
+    if verdict == GENUINE:
+        return 1.0 - counterfeit_score
+    return max(counterfeit_score, 1.0 - counterfeit_score)
+
+
 def decide(
     probabilities: np.ndarray,
     class_names: Sequence[str],
@@ -174,12 +184,8 @@ def decide(
     decisions = []
     for i, score in enumerate(scores):
         verdict = REFER if unknown[i] else verdicts[i]
-        if verdict == COUNTERFEIT:
-            confidence, reason = score, ""
-        elif verdict == GENUINE:
-            confidence, reason = 1.0 - score, ""
-        else:
-            confidence, reason = max(score, 1.0 - score), ("unknown" if unknown[i] else "uncertain")
+        reason = "" if verdict != REFER else ("unknown" if unknown[i] else "uncertain")
+        confidence = verdict_confidence(str(verdict), float(score))
         decisions.append(
             Decision(
                 verdict=str(verdict),

@@ -80,6 +80,8 @@ def operating_metrics(scores: np.ndarray, is_counterfeit: np.ndarray, operating_
     * ``decided_recall``: counterfeits declared COUNTERFEIT among counterfeits that got a
       verdict, i.e. how good the automatic verdicts alone are.
     * ``decided_accuracy``: correct verdicts among photos that got one.
+    * ``right_decision_rate``: photos that got a verdict, and the right one, over all photos:
+      what an officer gets without calling an expert.
     """
     scores, is_counterfeit = _check_inputs(scores, is_counterfeit)
     verdicts = verdicts_for_scores(scores, operating_point)
@@ -108,6 +110,7 @@ def operating_metrics(scores: np.ndarray, is_counterfeit: np.ndarray, operating_
         "genuine_refer_rate": _ratio(counts[REFER]["genuine"], n_genuine),
         "decided_recall": _ratio(flagged, flagged + missed),
         "decided_accuracy": _ratio(flagged + counts[GENUINE]["genuine"], decided),
+        "right_decision_rate": _ratio(flagged + counts[GENUINE]["genuine"], len(scores)),
         "verdict_counts": counts,
     }
 

@@ -23,6 +23,7 @@ from longteng.decision import (
     REFER,
     OperatingPoint,
     counterfeit_score,
+    is_counterfeit_class,
     product_probabilities,
     softmax,
     verdicts_for_scores,
@@ -65,8 +66,8 @@ def evaluation_report(
     """
     probabilities, labels = _check_inputs(probabilities, labels, class_names)
     n_photos = len(labels)
-    is_counterfeit_class = np.array([split_class_name(name)[1] == "counterfeit" for name in class_names])
-    is_counterfeit = is_counterfeit_class[labels]
+    counterfeit_classes = np.array([is_counterfeit_class(name) for name in class_names])
+    is_counterfeit = counterfeit_classes[labels]
     predicted = probabilities.argmax(axis=1)
     top_confidence = probabilities.max(axis=1)
     correct = predicted == labels
@@ -239,7 +240,7 @@ def comparison(
     ):
         probabilities, labels = _check_inputs(probabilities, labels, class_names)
         scores = counterfeit_score(probabilities, class_names)
-        is_counterfeit = np.array([split_class_name(class_names[label])[1] == "counterfeit" for label in labels])
+        is_counterfeit = np.array([is_counterfeit_class(class_names[label]) for label in labels])
         verdicts = verdicts_for_scores(scores, operating_point)
         columns.append(_bootstrap_columns(labels, is_counterfeit, scores, verdicts, probabilities.argmax(axis=1)))
     (y, champion), (_, challenger) = columns
@@ -280,6 +281,7 @@ HEADLINE = (
     ("missed counterfeits (declared GENUINE)", ("operating_point", "miss_rate")),
     ("false-alarm rate", ("operating_point", "false_alarm_rate")),
     ("refer rate", ("operating_point", "refer_rate")),
+    ("right verdict without an expert", ("operating_point", "right_decision_rate")),
     ("ROC-AUC (counterfeit vs genuine)", ("counterfeit", "roc_auc")),
     ("PR-AUC / average precision", ("counterfeit", "average_precision")),
     ("ECE (top class)", ("calibration", "ece_top_class")),

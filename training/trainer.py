@@ -21,7 +21,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from longteng import __version__
 from longteng.data.layout import Record, class_names, manifest_hash, scan_dataset
-from longteng.decision import OperatingPoint, counterfeit_score, softmax
+from longteng.decision import OperatingPoint, counterfeit_score, is_counterfeit_class, softmax
 from longteng.errors import ConfigError, DatasetError
 from longteng.model.backbones import backbone_spec
 from longteng.model.checkpoint import Checkpoint, build_model, load_checkpoint, resolve_checkpoint_path, save_checkpoint
@@ -318,7 +318,7 @@ def _validate(
 
 
 def _counterfeit_auc(logits: np.ndarray, labels: np.ndarray, classes: list[str]) -> float:
-    is_counterfeit = np.array([classes[i].endswith("/counterfeit") for i in labels])
+    is_counterfeit = np.array([is_counterfeit_class(classes[i]) for i in labels])
     if is_counterfeit.all() or not is_counterfeit.any():
         return float("nan")
     return float(roc_auc(counterfeit_score(softmax(logits), classes), is_counterfeit))
@@ -364,7 +364,7 @@ def _finalize(
     temperature = fit_temperature(val_logits, splits["val"].labels)
     val_probabilities = softmax(val_logits, temperature)
     val_scores = counterfeit_score(val_probabilities, classes)
-    is_counterfeit = np.array([classes[i].endswith("/counterfeit") for i in splits["val"].labels])
+    is_counterfeit = np.array([is_counterfeit_class(classes[i]) for i in splits["val"].labels])
     operating_point = choose_operating_point(
         val_scores, is_counterfeit, max_false_alarm_rate=config.max_false_alarm_rate,
         min_counterfeit_recall=config.min_counterfeit_recall,
