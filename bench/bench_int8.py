@@ -1,7 +1,7 @@
 """int8 vs fp32 in one run: latency at batch 1, throughput at batch 16, top-1 agreement, accuracy.
 
 Takes an exported fp32 model (``longteng export RUN --out model.onnx``) and the dataset it was
-trained on. Every int8 mode of longteng.model.quantize is calibrated on train photos (through
+trained on. Every int8 mode of longteng.export.quantize is calibrated on train photos (through
 the project's loader), compared with fp32 on the val split, and timed against fp32 in the same
 process, alternating rounds so a noisy machine slows both alike.
 
@@ -20,7 +20,7 @@ import onnx
 
 from longteng.data.layout import scan_dataset
 from longteng.inference.session import OnnxModel, RuntimeOptions
-from longteng.model.quantize import INT8_MODES, compare_int8, int8_mode, quantize_int8
+from longteng.export.quantize import INT8_MODES, compare_int8, int8_mode, quantize_int8
 from longteng.training.cache import decode_images
 from longteng.training.onnx_scoring import onnx_outputs
 

@@ -1,7 +1,7 @@
 """The two-stage network: a glance that finds the product, a focus that reads it.
 
-Both stages share one frozen ImageNet trunk (EfficientNet-Lite0's stem and blocks 0-4,
-stride 16). Frozen on purpose: its features of every training photo are computed once and
+Both stages share one frozen ImageNet trunk (EfficientNet-Lite0's stem and its first
+`trunk_blocks` blocks, stride 16). Frozen on purpose: its features of every training photo are computed once and
 cached, which is what makes a 384 px focus stage affordable on two CPU cores; only what
 comes after it trains.
 
@@ -29,8 +29,9 @@ from longteng.errors import ConfigError
 from longteng.model.backbones import WEIGHTS_DEFAULT, create_backbone
 
 POOLINGS = ("avg", "max", "topk", "lse")
-TRUNK_BLOCKS = 5  # blocks 0..4 of EfficientNet-Lite0: stride 16, 112 channels
-TRUNK_CHANNELS = 112
+# Output channels of EfficientNet-Lite0's stem + blocks 0..k-1, for the trunk depths allowed
+# (4: stride 16, 80 channels; 5: stride 16, 112 channels).
+TRUNK_CHANNELS = {4: 80, 5: 112}
 FOCUS_CHANNELS = 1280
 GLANCE_OUTPUTS = 3  # objectness logit, up_x, up_y
 
@@ -44,6 +45,7 @@ class TwoStageConfig:
     topk_fraction: float = 0.05
     drop_rate: float = 0.2
     glance_hidden: int = 64
+    trunk_blocks: int = 5  # frozen, cached: the stem and this many blocks
 
     def __post_init__(self) -> None:
         if self.backbone != "efficientnet_lite0":
@@ -54,6 +56,8 @@ class TwoStageConfig:
             raise ConfigError(f"a classifier needs at least 2 classes, got {self.num_classes}")
         if not 0.0 <= self.drop_rate < 1.0:
             raise ConfigError(f"drop_rate must lie in [0, 1), got {self.drop_rate}")
+        if self.trunk_blocks not in TRUNK_CHANNELS:
+            raise ConfigError(f"trunk_blocks must be one of {sorted(TRUNK_CHANNELS)}, got {self.trunk_blocks}")
         if self.lse_sharpness <= 0 or not 0 < self.topk_fraction <= 1:
             raise ConfigError("lse_sharpness must be positive and topk_fraction in (0, 1]")
 
@@ -88,13 +92,13 @@ class TwoStageModel(nn.Module):
     def __init__(self, backbone: nn.Module, config: TwoStageConfig) -> None:
         super().__init__()
         self.config = config
-        self.trunk = nn.Sequential(backbone.conv_stem, backbone.bn1, *backbone.blocks[:TRUNK_BLOCKS])
+        self.trunk = nn.Sequential(backbone.conv_stem, backbone.bn1, *backbone.blocks[: config.trunk_blocks])
         self.glance_head = nn.Sequential(
-            nn.Conv2d(TRUNK_CHANNELS, config.glance_hidden, 3, padding=1),
+            nn.Conv2d(TRUNK_CHANNELS[config.trunk_blocks], config.glance_hidden, 3, padding=1),
             nn.ReLU(inplace=True),
             nn.Conv2d(config.glance_hidden, GLANCE_OUTPUTS, 1),
         )
-        self.tail = nn.Sequential(*backbone.blocks[TRUNK_BLOCKS:], backbone.conv_head, backbone.bn2)
+        self.tail = nn.Sequential(*backbone.blocks[config.trunk_blocks :], backbone.conv_head, backbone.bn2)
         self.dropout = nn.Dropout2d(config.drop_rate)
         self.class_head = nn.Conv2d(FOCUS_CHANNELS, config.num_classes, 1)
         for parameter in self.trunk.parameters():

@@ -76,7 +76,7 @@ def tiny_onnx_model(tiny_dataset, tmp_path_factory) -> Path:
 
     Returns RUN/model.onnx; its checkpoint is RUN/best.pt beside it (``path.parent / "best.pt"``).
     """
-    from longteng.model.export import export_model
+    from longteng.export.exporter import export_model
     from longteng.training.config import TrainConfig
     from longteng.training.trainer import train
 

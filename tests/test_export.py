@@ -16,9 +16,9 @@ from longteng.errors import CheckpointError
 from longteng.inference.metadata import INPUT_NAME, OUTPUT_NAMES
 from longteng.inference.session import OnnxModel
 from longteng.model.checkpoint import build_model, load_checkpoint
-from longteng.model.export import model_version
-from longteng.model.parity import load_photos, parity_gate
-from longteng.model.quantize import (
+from longteng.export.exporter import model_version
+from longteng.export.parity import load_photos, parity_gate
+from longteng.export.quantize import (
     DEFAULT_INT8_MODE,
     compare_int8,
     int8_mode,

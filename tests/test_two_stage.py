@@ -162,7 +162,7 @@ def test_two_stage_training_learns_and_finds_the_product(two_stage_run):
 @pytest.mark.slow
 def test_two_stage_export_parity_and_predict(two_stage_run):
     from longteng.inference.predict import Predictor
-    from longteng.model.export import export_model
+    from longteng.export.exporter import export_model
 
     root, result = two_stage_run
     exported = export_model(result.run_dir, root / "model.onnx")

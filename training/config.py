@@ -45,7 +45,8 @@ class TrainConfig:
     glance_size: int = 256
     focus_size: int = 384
     pooling: str = "lse"
-    glance_epochs: int = 40
+    trunk_blocks: int = 5  # two_stage: frozen, cached trunk depth (4: blocks 4-6 train; 5: blocks 5-6)
+    glance_epochs: int = 25
     probe_epochs: int = 1
     batch_size: int = 32
     lr: float = 1e-3

@@ -225,7 +225,6 @@ class _OnnxScorer:
         """The unknown-object score on the photos just scored vs generated unrelated photos."""
         import tempfile
 
-        from longteng.model.parity import load_photos
         from longteng.training.onnx_scoring import onnx_outputs
         from longteng.training.unknown_fit import unknown_evaluation
         from longteng.training.unrelated_photos import write_unrelated_photos
@@ -241,6 +240,8 @@ class _OnnxScorer:
 
                 unrelated_outputs, _ = outputs_for_paths(self.model, [photo.path for photo in unrelated])
             else:
-                pixels = load_photos([photo.path for photo in unrelated], self.preprocess)
+                from longteng.preprocess import load_resized
+
+                pixels = np.stack([load_resized(photo.path, self.preprocess) for photo in unrelated])
                 unrelated_outputs = onnx_outputs(self.model, pixels, batch_size=self.batch_size)
         return unknown_evaluation(detector, self.outputs, unrelated_outputs, [photo.kind for photo in unrelated])

@@ -31,7 +31,7 @@ from longteng.errors import ConfigError, DatasetError
 from longteng.focus import FocusSpec, GlanceFrame, OrientedBox, box_from_maps, objectness_target, polygon_iou
 from longteng.model.backbones import backbone_spec
 from longteng.model.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from longteng.model.two_stage import TwoStageConfig, TwoStageModel, create_two_stage
+from longteng.model.two_stage import TRUNK_CHANNELS, TwoStageConfig, TwoStageModel, create_two_stage
 from longteng.preprocess import PreprocessSpec, normalize
 from longteng.training.calibration import fit_temperature
 from longteng.training.config import TrainConfig
@@ -78,7 +78,9 @@ def train_two_stage(config: TrainConfig, reporter: Reporter | None = None) -> Tw
     if len(classes) < 2:
         raise DatasetError(f"{config.data}: training needs at least two classes, found {classes}")
     glance_spec, focus_spec = specs_for(config)
-    model_config = TwoStageConfig(backbone=config.backbone, num_classes=len(classes), pooling=config.pooling)
+    model_config = TwoStageConfig(
+        backbone=config.backbone, num_classes=len(classes), pooling=config.pooling, trunk_blocks=config.trunk_blocks
+    )
     model = create_two_stage(model_config, weights=config.weights).to(memory_format=torch.channels_last)
     timings: dict[str, float] = {}
 
@@ -209,7 +211,7 @@ def _trunk_features(
             inputs = torch.from_numpy(normalize(batch, spec)).contiguous(memory_format=torch.channels_last)
             chunks.append(model.trunk(inputs).to(torch.float16).numpy())
             advance(len(batch))
-    return np.concatenate(chunks) if chunks else np.zeros((0, 112, 1, 1), np.float16)
+    return np.concatenate(chunks) if chunks else np.zeros((0, TRUNK_CHANNELS[model.config.trunk_blocks], 1, 1), np.float16)
 
 
 # --------------------------------------------------------------------------- glance

@@ -22,11 +22,11 @@ def export_command(
     parity_data: Optional[Path] = typer.Option(
         None, "--parity-data", help="Dataset root for the parity gate and the unknown-object fit, when the training data has moved."
     ),
-    int8_mode: str = typer.Option("u8-7bit-float-ends-percentile", "--int8-mode", help="Quantization recipe (see model/quantize.py)."),
+    int8_mode: str = typer.Option("u8-7bit-float-ends-percentile", "--int8-mode", help="Quantization recipe (see export/quantize.py)."),
 ) -> None:
     """Export a checkpoint to one self-describing ONNX file, checked against the checkpoint on real photos."""
     from longteng.cli.progress import RichReporter
-    from longteng.model.export import ExportOptions, export_model
+    from longteng.export.exporter import ExportOptions, export_model
 
     options = ExportOptions(
         opset=opset, int8=int8, calibration=calibration, force=force, parity_data=parity_data, int8_mode=int8_mode

@@ -30,10 +30,10 @@ from longteng.focus import FocusSpec
 from longteng.inference.metadata import ModelMetadata, UnknownDetector
 from longteng.inference.session import OnnxModel, RuntimeOptions
 from longteng.model.checkpoint import Checkpoint, build_model, load_checkpoint, resolve_checkpoint_path
-from longteng.model.model_card import write_model_card
-from longteng.model.onnx_graph import to_onnx
-from longteng.model.parity import ParityResult, load_photos, parity_gate
-from longteng.model.quantize import DEFAULT_INT8_MODE, Int8Result, compare_int8, int8_mode, quantize_int8, require_int8_agreement
+from longteng.export.model_card import write_model_card
+from longteng.export.onnx_graph import to_onnx
+from longteng.export.parity import ParityResult, load_photos, parity_gate
+from longteng.export.quantize import DEFAULT_INT8_MODE, Int8Result, compare_int8, int8_mode, quantize_int8, require_int8_agreement
 from longteng.training.cache import decode_images
 from longteng.training.onnx_scoring import onnx_outputs
 from longteng.training.progress import Reporter, SilentReporter
@@ -132,7 +132,7 @@ def _export_two_stage(
 ) -> ExportResult:
     """One graph with both stages; parity over decode -> glance -> box -> crop -> focus."""
     from longteng.inference.two_stage import outputs_for_paths
-    from longteng.model.two_stage_export import focus_spec_of, require_two_stage_parity, two_stage_parity, two_stage_to_onnx
+    from longteng.export.two_stage import focus_spec_of, require_two_stage_parity, two_stage_parity, two_stage_to_onnx
 
     if options.int8:
         raise ConfigError("--int8 is not available for two-stage models yet (export fp32)")
