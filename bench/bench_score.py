@@ -11,6 +11,8 @@ fictional items into a temporary folder, then measures, for each set:
   every core busy (process pool, same loader and draft mode), M = wall seconds per photo of
   onnxruntime inference alone on pre-made tensors (same batch size, default threads). No
   pipeline can beat doing both jobs back to back on all cores; targets: steady >= 0.85 x limit.
+  For a two-stage model M = M_glance + M_focus (each stage alone on its own inputs); cutting
+  the crops (C) is reported beside it and not counted in the limit.
 * **baseline**: what a user would write: torchvision ImageFolder + DataLoader(num_workers=2)
   + the same network in eager PyTorch (loaded from the checkpoint); target score >= 3x it on
   phone-size photos.
@@ -67,6 +69,48 @@ print(count, time.perf_counter() - start)
 """
 
 
+BASELINE_TWO_STAGE_SCRIPT = """
+import sys, time
+from pathlib import Path
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+from longteng.export.two_stage import build_two_stage, focus_spec_of
+from longteng.focus import GlanceFrame, box_from_maps, decode_for_focus, focus_crop, glance_pixels
+from longteng.model.checkpoint import load_checkpoint
+from longteng.preprocess import normalize
+
+checkpoint = load_checkpoint(sys.argv[1])
+network = build_two_stage(checkpoint)
+spec, focus = checkpoint.preprocess, focus_spec_of(checkpoint)
+
+class Photos(Dataset):
+    def __init__(self, root):
+        self.files = sorted(Path(root).rglob("*.jpg"))
+    def __len__(self):
+        return len(self.files)
+    def __getitem__(self, i):
+        photo = decode_for_focus(self.files[i], focus)
+        return np.asarray(photo.image), glance_pixels(photo, spec)
+
+loader = DataLoader(Photos(sys.argv[2]), batch_size=None, num_workers=2)
+start = time.perf_counter()
+count = 0
+with torch.inference_mode():
+    for image, glance in loader:
+        image, glance = image.numpy(), glance.numpy()
+        objectness, up = network.glance(torch.from_numpy(normalize(glance[None], spec)))
+        frame = GlanceFrame.of((image.shape[1], image.shape[0]), spec)
+        box = box_from_maps(torch.sigmoid(objectness)[0].numpy(), up[0].numpy(), frame, spec.input_size)
+        from PIL import Image
+        crop = focus_crop(Image.fromarray(image), box, focus, spec.pad_color)
+        logits = network.focus(torch.from_numpy(normalize(crop[None], spec)))[0]
+        probabilities = torch.softmax(logits / checkpoint.temperature, dim=1)
+        count += 1
+print(count, time.perf_counter() - start)
+"""
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=1000, help="photos per set (phone-size and small)")
@@ -96,9 +140,11 @@ def main() -> int:
             _generate(root / "photos" / "b", args.n - args.n // 2, SIZES[name], seed=args.n // 2)
             files = sorted((root / "photos").rglob("*.jpg"))
             entry: dict = {"photos": len(files), "mean_file_kb": sum(f.stat().st_size for f in files) / len(files) / 1e3}
-            decode_s, pixels = _decode_alone(files, args.model, cores)
-            infer_s = _infer_alone(pixels, args.model, args.batch_size)
+            decode_s, prepared = _decode_alone(files, args.model, cores)
+            infer_s, parts = _infer_alone(prepared, args.model, args.batch_size)
+            del prepared
             entry["D_ms"], entry["M_ms"] = 1000 * decode_s / len(files), 1000 * infer_s / len(files)
+            entry.update(parts)
             entry["limit_img_s"] = len(files) / (decode_s + infer_s)
             fixed, _ = _score(single, scratch / "out" / f"single-{name}.csv", args, "local")
             wall, rss = _score(root, scratch / "out" / f"{name}.csv", args, "local")
@@ -155,32 +201,53 @@ def _photo(folder: Path, index: int, size: tuple[int, int]) -> None:
     Image.fromarray(np.clip(image + tiles, 0, 255).astype(np.uint8)).save(folder / f"IMG_{index:05d}.jpg", quality=90)
 
 
-def _decode_one(path: Path, spec):
-    from longteng.preprocess import load_resized
+def _decode_one(path: Path, metadata):
+    """What a score worker does per photo (longteng.inference.predict.decode_photo)."""
+    from longteng.inference.predict import decode_photo
 
-    return load_resized(path, spec)
+    return decode_photo(path, metadata, 100_000_000)
 
 
-def _decode_alone(files: list[Path], model: Path, cores: int) -> tuple[float, np.ndarray]:
+def _decode_alone(files: list[Path], model: Path, cores: int) -> tuple[float, list]:
     from longteng.inference.session import OnnxModel
 
-    spec = OnnxModel(model).metadata.preprocess
+    metadata = OnnxModel(model).metadata
     with ProcessPoolExecutor(cores) as pool:
-        list(pool.map(_decode_one, files[:cores], [spec] * cores))  # start the workers first
+        list(pool.map(_decode_one, files[:cores], [metadata] * cores))  # start the workers first
         start = time.perf_counter()
-        pixels = list(pool.map(_decode_one, files, [spec] * len(files), chunksize=4))
-        return time.perf_counter() - start, np.stack(pixels)
+        prepared = list(pool.map(_decode_one, files, [metadata] * len(files), chunksize=4))
+        return time.perf_counter() - start, prepared
 
 
-def _infer_alone(pixels: np.ndarray, model: Path, batch_size: int) -> float:
+def _infer_alone(prepared: list, model: Path, batch_size: int) -> tuple[float, dict]:
+    """Seconds of inference alone (both stages for a two-stage model), and its parts."""
     from longteng.inference.session import OnnxModel
+    from longteng.inference.two_stage import focus_inputs
 
     session = OnnxModel(model)
-    session.run(pixels[:batch_size])  # warm-up
+    if not session.metadata.two_stage:
+        pixels = np.stack(prepared)
+        session.run(pixels[:batch_size])  # warm-up
+        start = time.perf_counter()
+        for i in range(0, len(pixels), batch_size):
+            session.run(pixels[i:i + batch_size])
+        return time.perf_counter() - start, {}
+    glance = np.stack([p.glance for p in prepared])
+    session.run_glance(glance[:batch_size])  # warm-up
     start = time.perf_counter()
-    for i in range(0, len(pixels), batch_size):
-        session.run(pixels[i:i + batch_size])
-    return time.perf_counter() - start
+    for i in range(0, len(glance), batch_size):
+        session.run_glance(glance[i:i + batch_size])
+    glance_s = time.perf_counter() - start
+    start = time.perf_counter()
+    crops = np.concatenate([focus_inputs(session, prepared[i:i + batch_size])[0] for i in range(0, len(prepared), batch_size)])
+    crop_s = time.perf_counter() - start - glance_s  # focus_inputs runs the glance again
+    session.run(crops[:batch_size])
+    start = time.perf_counter()
+    for i in range(0, len(crops), batch_size):
+        session.run(crops[i:i + batch_size])
+    focus_s = time.perf_counter() - start
+    return glance_s + focus_s, {"M_glance_ms": 1000 * glance_s / len(crops), "M_focus_ms": 1000 * focus_s / len(crops),
+                                "C_crop_ms": 1000 * max(crop_s, 0.0) / len(crops)}
 
 
 def _score(folder: Path, out: Path, args, engine: str) -> tuple[float, float]:
@@ -215,8 +282,11 @@ def _watch_rss(process: subprocess.Popen) -> float:
 
 
 def _baseline(root: Path, args) -> tuple[int, float, float]:
+    from longteng.inference.session import OnnxModel
+
+    script = BASELINE_TWO_STAGE_SCRIPT if OnnxModel(args.model).metadata.two_stage else BASELINE_SCRIPT
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", BASELINE_SCRIPT, str(args.checkpoint), str(root), str(args.batch_size)],
+    done = subprocess.run([sys.executable, "-c", script, str(args.checkpoint), str(root), str(args.batch_size)],
                           cwd=ROOT, capture_output=True, text=True)
     wall = time.perf_counter() - start
     if done.returncode != 0:

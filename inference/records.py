@@ -22,6 +22,10 @@ top_classes           list | null                  up to 3 {"class": str, "proba
 unknown_score         float | null                 out-of-distribution score (higher = less like the
                                                    training photos); null if the model has no detector
 unknown               bool | null                  unknown_score above the model's threshold
+product_box           list | null                  two-stage models: where the glance found the item,
+                                                   its corners [[x, y] x 4] in pixels of the upright
+                                                   photo (top-left, top-right, bottom-right,
+                                                   bottom-left of the item); null otherwise
 photos                list | null                  items only: {"path": str, "verdict": str,
                                                    "counterfeit_score": float, "unknown": bool,
                                                    "explain": str | null} per photo, input order
@@ -47,7 +51,7 @@ Python's csv module: fields with commas, quotes or newlines are quoted) is UTF-8
 ``surrogateescape``, so a name's raw bytes appear unchanged; read it with
 ``open(..., encoding="utf-8", errors="surrogateescape", newline="")``. CSV columns are the keys
 above with ``top_classes`` spread over ``top1_class, top1_probability, ... top3_probability``,
-``photos`` as JSON text, null as an empty cell and booleans as ``true``/``false``.
+``photos`` and ``product_box`` as JSON text, null as an empty cell and booleans as ``true``/``false``.
 """
 
 from __future__ import annotations
@@ -67,7 +71,7 @@ SCHEMA_VERSION = 1
 KINDS = ("photo", "item", "error")
 FIELDS = (
     "schema_version", "kind", "path", "item", "verdict", "refer_reason", "product", "confidence",
-    "counterfeit_score", "product_confidence", "top_classes", "unknown_score", "unknown", "photos",
+    "counterfeit_score", "product_confidence", "top_classes", "unknown_score", "unknown", "product_box", "photos",
     "decisive_photo", "explain", "error_reason", "error_detail", "model_version",
 )
 TOP_K = 3
@@ -88,8 +92,14 @@ def photo_record(prediction: PhotoPrediction, model_version: str, explain: Path 
         "top_classes": _top_classes(prediction),
         "unknown_score": finite_or_none(prediction.unknown_score),
         "unknown": prediction.unknown,
+        "product_box": product_box(prediction),
         "explain": _text(explain),
     })
+
+
+def product_box(prediction: PhotoPrediction) -> list[list[float]] | None:
+    box = prediction.view.box_in_original if prediction.view is not None else None
+    return None if box is None else [[round(float(x), 1), round(float(y), 1)] for x, y in box.corners()]
 
 
 def item_record(item: ItemPrediction, model_version: str, explained: Mapping[Path, Path] | None = None) -> dict[str, Any]:
@@ -139,7 +149,7 @@ def to_csv_row(record: Mapping[str, Any]) -> list[str]:
             for i in range(TOP_K):
                 entry = classes[i] if i < len(classes) else None
                 row += ["", ""] if entry is None else [entry["class"], repr(entry["probability"])]
-        elif name == "photos":
+        elif name in ("photos", "product_box"):
             row.append("" if value is None else json.dumps(value, ensure_ascii=False))
         else:
             row.append(csv_cell(value))

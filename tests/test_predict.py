@@ -362,6 +362,7 @@ SCHEMA = {
     "top_classes": ((list,), {"photo", "item"}),
     "unknown_score": ((float,), set()),  # null when the model has no detector
     "unknown": ((bool,), {"photo", "item"}),
+    "product_box": ((list,), set()),  # two-stage models only
     "photos": ((list,), {"item"}),
     "decisive_photo": ((str,), {"item"}),
     "explain": ((str,), set()),
