@@ -44,7 +44,7 @@ class TrainConfig:
     image_size: int = 224  # single_stage input
     glance_size: int = 256
     focus_size: int = 384
-    pooling: str = "lse"
+    pooling: str = "avg"  # measured best of avg, lse, max-like (bench/bench_pooling.py, README)
     trunk_blocks: int = 5  # two_stage: frozen, cached trunk depth (4: blocks 4-6 train; 5: blocks 5-6)
     glance_epochs: int = 25
     probe_epochs: int = 1
