@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_DATA := datasets/demo
 DEMO_RUN := runs/demo
-DEMO_IMAGES ?= 600
+DEMO_IMAGES ?= 480
 DEMO_HOLDOUT := datasets/demo-holdout
 DEMO_HOLDOUT_IMAGES ?= 48
 # Phone-like photos with blatant tells, so a model trained in two minutes has learnt them;

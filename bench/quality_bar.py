@@ -87,7 +87,7 @@ def scenario(name: str, args: argparse.Namespace, work: Path) -> dict:
             "at_far_0.02": tells.get("by_tell_at_far_0.02", {}).get(tell, {}).get("recall"),
             "decided": tells.get("by_tell_decided", {}).get(tell, {}).get("recall"),
             "caught": row.get("recall"),
-            "n": row.get("total"),
+            "n": row.get("count"),
         }
         for tell, row in tells.get("by_tell", {}).items()
     }

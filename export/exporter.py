@@ -41,7 +41,7 @@ from longteng.training.unknown_fit import UnknownFitConfig, fit_unknown_detector
 from longteng.training.unrelated_photos import write_skimage_photos, write_unrelated_photos
 
 
-TWO_STAGE_FIT_PHOTOS = 600
+TWO_STAGE_FIT_PHOTOS = 300
 
 
 @dataclass(frozen=True)

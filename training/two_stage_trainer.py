@@ -131,7 +131,7 @@ def train_two_stage(config: TrainConfig, reporter: Reporter | None = None) -> Tw
 
     # 4. the focus stage: linear probe, then the last blocks with the head
     started = time.perf_counter()
-    best_state, history = _train_focus(model, splits, classes, config, reporter, run_dir)
+    best_state, best_epoch, history = _train_focus(model, splits, classes, config, reporter, run_dir)
     model.load_state_dict(best_state)
     timings["focus_train_s"] = time.perf_counter() - started
     torch.set_num_threads(threads)
@@ -167,7 +167,7 @@ def train_two_stage(config: TrainConfig, reporter: Reporter | None = None) -> Tw
         state_dict=model.state_dict(), model_config=model_config.to_dict(), preprocess=glance_spec,
         class_names=classes, train_config=config.to_dict(), metrics=metrics,
         manifest_hash=manifest_hash(records), temperature=temperature, operating_point=operating_point.to_dict(),
-        epoch=len(history), code_version=__version__,
+        epoch=best_epoch, code_version=__version__,
         extra={"focus": json.loads(focus_spec.to_json()), "glance_trained": has_boxes},
     )
     save_checkpoint(checkpoint, run_dir / "best.pt")
@@ -305,13 +305,14 @@ def localisation_summary(items: list[GlanceItem], boxes: list[OrientedBox | None
 def _train_focus(
     model: TwoStageModel, splits: dict[str, FocusSplit], classes: list[str], config: TrainConfig,
     reporter: Reporter, run_dir: Path,
-) -> tuple[dict[str, torch.Tensor], list[dict[str, Any]]]:
+) -> tuple[dict[str, torch.Tensor], int, list[dict[str, Any]]]:
+    """(the weights of the epoch with the best validation NLL, that epoch, the history)."""
     train = splits["train"]
     counts = np.bincount(train.labels, minlength=len(classes)).astype(np.float64)
     weights = torch.tensor(len(train.labels) / (len(classes) * np.maximum(counts, 1)), dtype=torch.float32)
     phases = [("head", config.probe_epochs)] * (config.probe_epochs > 0) + [("tail", config.epochs)]
     history: list[dict[str, Any]] = []
-    best_nll, best_state = math.inf, {k: v.clone() for k, v in model.state_dict().items()}
+    best_nll, best_state, best_epoch = math.inf, {k: v.clone() for k, v in model.state_dict().items()}, 0
     rng = np.random.default_rng([config.seed, 11])
     epoch = 0
     for phase, epochs in phases:
@@ -355,7 +356,7 @@ def _train_focus(
             }
             improved = entry["val_nll"] < best_nll
             if improved:
-                best_nll = entry["val_nll"]
+                best_nll, best_epoch = entry["val_nll"], epoch
                 best_state = {k: v.clone() for k, v in model.state_dict().items()}
             history.append(entry)
             with open(run_dir / LOG_NAME, "a") as log:
@@ -367,7 +368,7 @@ def _train_focus(
             )
     for parameter in model.tail.parameters():
         parameter.requires_grad_(True)
-    return best_state, history
+    return best_state, best_epoch, history
 
 
 @torch.inference_mode()
