@@ -165,6 +165,13 @@ def blend_focus(photo: Image.Image, heat: np.ndarray, view: "FocusView", focus: 
         # The focus stage saw the whole photo letterboxed: the single-stage geometry.
         return blend(photo, np.asarray(on_crop, np.float64) / 255.0, _Spec(input_size=size), opacity)
     grown = box.grown(focus.margin)
+    # Only the grown box is evidence (the crop's padding is not the photo): no colour beyond it.
+    scale = size / max(grown.length, grown.width)
+    inside = np.zeros((size, size), np.uint8)
+    half_w, half_h = grown.width * scale / 2, grown.length * scale / 2
+    inside[int(max(0, size / 2 - half_h)) : int(min(size, size / 2 + half_h)),
+           int(max(0, size / 2 - half_w)) : int(min(size, size / 2 + half_w))] = 1
+    on_crop = Image.fromarray(np.asarray(on_crop) * inside, "L")
     step = max(grown.length, grown.width) / size
     right, up = grown.right, grown.up
     # Photo pixel (x, y) -> crop pixel (u, v), the inverse of longteng.focus.focus_crop.
