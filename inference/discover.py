@@ -41,6 +41,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from longteng.errors import UnusableFile
 from longteng.imageio import IMAGE_EXTENSIONS
 
 NOT_FOUND = "not_found"
@@ -64,13 +65,8 @@ _SIGNATURES = (
 _HEIF_BRANDS = (b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1", b"avif")
 
 
-@dataclass(frozen=True)
-class DiscoveryError:
-    """A record (yielded, never raised) of an input or folder entry that gave no photo."""
-
-    path: Path
-    reason: str
-    detail: str
+# An input or folder entry that gave no photo (yielded, never raised).
+DiscoveryError = UnusableFile
 
 
 @dataclass(frozen=True)

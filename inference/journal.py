@@ -301,7 +301,7 @@ def read_results(path: Path) -> list[dict[str, Any]]:
     for row in rows:
         # CSV has no null text: refer_reason is "" on scored rows and null on error rows.
         if "refer_reason" in row:
-            row["refer_reason"] = None if row.get("error") else (row["refer_reason"] or "")
+            row["refer_reason"] = None if row.get("error_reason") else (row["refer_reason"] or "")
     return rows
 
 
@@ -309,7 +309,7 @@ def _parse(name: str, text: str) -> Any:
     kind = field_type(name)
     if kind == "str":
         # CSV cannot tell null from "": error and error_detail are never null ("" = scored).
-        return text if text or name in ("error", "error_detail") else None
+        return text if text or name in ("error_reason", "error_detail") else None
     if text == "":
         return None
     if kind == "float":

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from longteng.decision import Decision, decide
-from longteng.errors import ConfigError, ImageLoadError
+from longteng.errors import ConfigError, ImageLoadError, UnusableFile
 from longteng.imageio import DEFAULT_MAX_PIXELS
 from longteng.inference.discover import DiscoveryError
 from longteng.inference.metadata import ModelMetadata
@@ -73,11 +73,7 @@ class PhotoPrediction:
     view: "FocusView | None" = None  # two-stage models: where the focus stage looked
 
 
-@dataclass(frozen=True)
-class PhotoFailure:
-    path: Path
-    reason: str
-    detail: str
+PhotoFailure = UnusableFile
 
 
 PhotoResult = PhotoPrediction | PhotoFailure

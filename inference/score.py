@@ -31,7 +31,8 @@ unknown_score          float    out-of-distribution score; None without a detect
 unknown                bool     unknown_score above the model's threshold
 prob_<class>           float    calibrated probability of each class, model class order
 model_version          str      the model file's version
-error                  str      "" when scored, else the reason key (``not_an_image``, ...)
+error_reason           str      "" when scored, else the reason key (``not_an_image``, ...);
+                                the same name and keys as ``predict``'s rows
 error_detail           str      "" when scored, else human-readable detail
 scored_at              str      UTC time the row was produced, ISO 8601
 =====================  =======  ==========================================================
@@ -64,7 +65,7 @@ DEDUP_MEMORY = 100_000
 PROBABILITY_PREFIX = "prob_"
 _HEAD = ("path", "sha256", "size", "mtime_ns", "verdict", "refer_reason", "product", "confidence",
          "counterfeit_score", "product_confidence", "unknown_score", "unknown")
-_TAIL = ("model_version", "error", "error_detail", "scored_at")
+_TAIL = ("model_version", "error_reason", "error_detail", "scored_at")
 FLOAT_FIELDS = frozenset({"confidence", "counterfeit_score", "product_confidence", "unknown_score"})
 INT_FIELDS = frozenset({"size", "mtime_ns"})
 BOOL_FIELDS = frozenset({"unknown"})
@@ -298,7 +299,7 @@ def _prediction_outcome(prediction: PhotoPrediction, metadata: ModelMetadata) ->
         **decision_fields(decision),
         "unknown_score": finite_or_none(prediction.unknown_score),
         "unknown": prediction.unknown,
-        "error": "",
+        "error_reason": "",
         "error_detail": "",
     }
     for name, probability in zip(metadata.class_names, prediction.probabilities):
@@ -307,7 +308,7 @@ def _prediction_outcome(prediction: PhotoPrediction, metadata: ModelMetadata) ->
 
 
 def _failure_outcome(reason: str, detail: str) -> dict[str, Any]:
-    return {"error": reason, "error_detail": detail}
+    return {"error_reason": reason, "error_detail": detail}
 
 
 def _row(slot: _Slot, metadata: ModelMetadata) -> dict[str, Any]:

@@ -42,8 +42,8 @@ class ScoreSummary:
 
     def add(self, row: dict[str, Any]) -> None:
         self.rows += 1
-        if row.get("error"):
-            self.errors[row["error"]] += 1
+        if row.get("error_reason"):
+            self.errors[row["error_reason"]] += 1
             return
         self.verdicts[row["verdict"]] += 1
         self.products[row["product"]] += 1

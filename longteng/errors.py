@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -20,6 +21,25 @@ class ImageLoadError(LongtengError):
         self.reason = reason
         self.detail = detail
         super().__init__(f"{path}: {detail}")
+
+
+@dataclass(frozen=True)
+class UnusableFile:
+    """A file (or input) that cannot be used, as a value rather than an exception: batches,
+    folder walks, data checks and training report it and go on with the rest.
+
+    The one type for it across the project; ``reason`` is a machine-friendly key (the
+    loader's ``truncated``, ``not_an_image``, ..., or discovery's ``no_match``,
+    ``symlink_loop``, ...), ``detail`` the human text.
+    """
+
+    path: Path | str
+    reason: str
+    detail: str
+
+    @classmethod
+    def from_error(cls, error: ImageLoadError, path: Path | str | None = None) -> "UnusableFile":
+        return cls(error.path if path is None else path, error.reason, error.detail)
 
 
 class DatasetError(LongtengError):

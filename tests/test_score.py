@@ -93,7 +93,7 @@ def test_formats_round_trip(tiny_onnx_model, tmp_path):
     fields = score_fields(Predictor(tiny_onnx_model).metadata.class_names)
     assert [list(row) for row in rows] == [list(fields)] * len(rows)
     # 12 photos, the extensionless JPEG (found by sniffing) and two copies.
-    assert len(rows) == 15 and all(row["error"] == "" and row["verdict"] for row in rows)
+    assert len(rows) == 15 and all(row["error_reason"] == "" and row["verdict"] for row in rows)
     assert not parts_dir(out).exists(), "the journal is removed once the results file is complete"
     # Discovery order: folders walked in sorted order.
     assert [row["path"] for row in rows] == [os.fsdecode(p) for p in discover([str(archive)], DiscoveryOptions(sniff_extensionless=True))]
@@ -117,7 +117,7 @@ def test_parquet_schema_is_explicit_without_errors(tiny_onnx_model, tmp_path):
     out = tmp_path / "r.parquet"
     assert score([str(archive), "--model", str(tiny_onnx_model), "--out", str(out)]) == exitcodes.OK
     schema = pq.read_schema(out)
-    assert schema.field("error").type == pa.string() and schema.field("unknown_score").type == pa.float64()
+    assert schema.field("error_reason").type == pa.string() and schema.field("unknown_score").type == pa.float64()
     assert schema.field("size").type == pa.int64()
 
 
@@ -162,7 +162,7 @@ def test_bad_inputs_become_error_rows(tiny_onnx_model, tmp_path):
     out = tmp_path / "r.csv"
     code = score([str(archive), str(tmp_path / "missing.jpg"), "--model", str(tiny_onnx_model), "--out", str(out)])
     assert code == exitcodes.PARTIAL
-    errors = {Path(row["path"]).name: row["error"] for row in read_results(out)}
+    errors = {Path(row["path"]).name: row["error_reason"] for row in read_results(out)}
     assert errors == {
         "corrupt.png": "corrupt", "gigantic.png": "too_large", "good.jpg": "", "notes.jpg": "not_an_image",
         "truncated.png": "truncated", "zero.jpg": "empty", "missing.jpg": "not_found",

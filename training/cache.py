@@ -18,15 +18,11 @@ from pathlib import Path
 import numpy as np
 
 from longteng.data.layout import Record
-from longteng.errors import ImageLoadError
+from longteng.errors import ImageLoadError, UnusableFile
 from longteng.preprocess import PreprocessSpec, load_resized
 
 
-@dataclass(frozen=True)
-class DecodeFailure:
-    path: str
-    reason: str
-    detail: str
+DecodeFailure = UnusableFile  # path relative to the dataset root
 
 
 @dataclass

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from longteng.data.layout import Record
-from longteng.errors import ImageLoadError
+from longteng.errors import ImageLoadError, UnusableFile
 from longteng.focus import FocusSpec, GlanceFrame, OrientedBox, decode_for_focus, focus_crop, glance_pixels, parse_quad
 from longteng.preprocess import PreprocessSpec
 
@@ -37,11 +37,7 @@ class GlanceItem:
     crop: np.ndarray | None  # uint8 (S, S, 3) when the crop could be made in the same pass
 
 
-@dataclass(frozen=True)
-class Failure:
-    path: str
-    reason: str
-    detail: str
+Failure = UnusableFile  # path relative to the dataset root
 
 
 def _glance_job(job: tuple[str, Record, PreprocessSpec, FocusSpec, int | None]) -> GlanceItem | Failure:

@@ -23,7 +23,7 @@ def print_score_summary(result, out: Path) -> None:
     if summary.products:
         write("  products: " + _counts(summary.products))
     if summary.errors:
-        write(f"  errors: {summary.error_count} (" + _counts(summary.errors) + "); see the error column")
+        write(f"  errors: {summary.error_count} (" + _counts(summary.errors) + "); see the error_reason column")
     if summary.counterfeit_folders:
         write("  folders with most COUNTERFEIT verdicts:")
         for folder, count in summary.counterfeit_folders.most_common(TOP_FOLDERS):

@@ -29,7 +29,7 @@ from longteng.data.layout import (
     sha256_file,
 )
 from longteng.data.phash import close_pairs, hashes_to_words, perceptual_hash
-from longteng.errors import ConfigError, ImageLoadError
+from longteng.errors import ConfigError, ImageLoadError, UnusableFile
 from longteng.imageio import is_image_path, load_image
 
 # pHash only needs a 32x32 grid; asking for 64 lets JPEG draft mode decode at 1/8 scale.
@@ -42,11 +42,8 @@ _SYNTHESISED_CASE_PREFIX = "photo:"
 Progress = Callable[[int, int], None]
 
 
-@dataclass(frozen=True)
-class UnreadableFile:
-    path: str
-    reason: str  # ImageLoadError.reason, e.g. "truncated", "empty", "not_an_image"
-    detail: str
+# A file the check could not read: the project's one type for it.
+UnreadableFile = UnusableFile
 
 
 @dataclass(frozen=True)
