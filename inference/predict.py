@@ -25,7 +25,7 @@ from longteng.imageio import DEFAULT_MAX_PIXELS
 from longteng.inference.discover import DiscoveryError
 from longteng.inference.metadata import ModelMetadata
 from longteng.inference.session import OnnxModel, RuntimeOptions
-from longteng.inference.two_stage import FocusView, PreparedPhoto, focus_inputs, prepare_photo
+from longteng.inference.two_stage import FocusInput, FocusView, PreparedPhoto, focus_input, focus_inputs, prepare_photo
 from longteng.preprocess import load_resized
 
 # Decoding a phone JPEG is I/O plus C code that releases the GIL, so threads overlap well;
@@ -118,6 +118,9 @@ class Predictor:
         of predict, score and evaluate."""
         if not self.metadata.two_stage:
             return self.predict_pixels(paths, np.stack(prepared))  # type: ignore[arg-type]
+        if all(isinstance(item, FocusInput) for item in prepared):
+            # Cropped where they were decoded (score's workers): the focus stage only.
+            return self.predict_pixels(paths, np.stack([item.crop for item in prepared]), [item.view for item in prepared])  # type: ignore[union-attr]
         crops, views = focus_inputs(self.model, prepared)  # type: ignore[arg-type]
         return self.predict_pixels(paths, crops, views)
 
@@ -172,10 +175,15 @@ def top_classes(probabilities: np.ndarray, class_names: Sequence[str], k: int) -
     return tuple((class_names[i], float(probabilities[i])) for i in order)
 
 
-def decode_photo(path: Path, metadata: ModelMetadata, max_pixels: int) -> np.ndarray | PreparedPhoto | PhotoFailure:
+def decode_photo(
+    path: Path, metadata: ModelMetadata, max_pixels: int, model_path: Path | None = None
+) -> np.ndarray | PreparedPhoto | FocusInput | PhotoFailure:
     """What the model needs of one photo: its letterboxed pixels, or for a two-stage model the
-    photo decoded once with its glance input."""
+    photo decoded once with its glance input; with ``model_path`` (a worker process of
+    `score`), a two-stage photo is glanced at and cropped right here."""
     try:
+        if metadata.two_stage and model_path is not None:
+            return focus_input(path, str(model_path), max_pixels)
         if metadata.two_stage:
             return prepare_photo(path, metadata, max_pixels)
         return load_resized(path, metadata.preprocess, max_pixels=max_pixels)

@@ -218,7 +218,7 @@ def score_stream(
                 state.fingerprinting[executor.submit(fingerprint, slot.path)] = slot
             state.window.append(slot)
             progressed = True
-        progressed |= _take_fingerprints(state, executor, metadata, options, stats)
+        progressed |= _take_fingerprints(state, executor, metadata, options, stats, predictor.model_path)
         progressed |= _take_decoded(state)
         # A partial batch runs only when nothing in flight could still fill it.
         while len(state.ready) >= options.batch_size or (state.ready and not state.fingerprinting and not state.decoding):
@@ -240,7 +240,7 @@ def score_stream(
 
 
 def _take_fingerprints(state: _State, executor: Executor, metadata: ModelMetadata, options: ScoreOptions,
-                       stats: ScoreStats) -> bool:
+                       stats: ScoreStats, model_path: Path | None = None) -> bool:
     finished = [future for future in state.fingerprinting if future.done()]
     for future in finished:
         slot = state.fingerprinting.pop(future)
@@ -260,7 +260,9 @@ def _take_fingerprints(state: _State, executor: Executor, metadata: ModelMetadat
         else:
             state.waiting[digest] = [slot]
             stats.decoded += 1
-            state.decoding[executor.submit(decode_photo, slot.path, metadata, options.max_pixels)] = digest
+            # Two-stage models: the worker glances and crops, so only the crop comes back.
+            crop_in_worker = model_path if metadata.two_stage else None
+            state.decoding[executor.submit(decode_photo, slot.path, metadata, options.max_pixels, crop_in_worker)] = digest
     return bool(finished)
 
 

@@ -8,6 +8,7 @@ score and evaluate on ONNX all pass through these two functions. onnxruntime, nu
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,3 +96,28 @@ def outputs_for_paths(
             if progress:
                 progress(len(batch))
     return {name: np.concatenate(parts) for name, parts in chunks.items() if parts}, views
+
+
+@dataclass(frozen=True)
+class FocusInput:
+    """A photo ready for the focus stage: its upright crop and where it came from."""
+
+    crop: np.ndarray  # uint8 (S, S, 3)
+    view: FocusView
+
+
+@functools.lru_cache(maxsize=2)
+def _worker_model(model_path: str):
+    """One single-threaded session per worker process and model, loaded on first use."""
+    from longteng.inference.session import OnnxModel, RuntimeOptions
+
+    return OnnxModel(model_path, RuntimeOptions(threads=1, device="cpu", spin=False))
+
+
+def focus_input(path: Path, model_path: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> FocusInput:
+    """Decode, glance and crop one photo where it is decoded (a `score` worker), so only the
+    384 px crop crosses back to the process that runs the focus stage in batches.
+    Raises ImageLoadError like longteng.imageio.load_image."""
+    model = _worker_model(str(model_path))
+    crops, views = focus_inputs(model, [prepare_photo(Path(path), model.metadata, max_pixels)])
+    return FocusInput(crops[0], views[0])

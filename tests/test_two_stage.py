@@ -196,3 +196,26 @@ def test_heatmap_peak_lands_on_the_evidence_in_the_photo():
     assert math.hypot(x - expected_x[0], y - expected_y[0]) < 12
     assert polygon_iou(box.corners(), box.corners()) > 0.99
     assert json.dumps(box.to_list())
+
+
+@pytest.mark.slow
+def test_two_stage_score_crops_in_workers_and_agrees_with_predict(two_stage_run, tmp_path):
+    """score's workers glance and crop; its rows match predict's, which crops in the parent."""
+    from longteng.cli.main import main
+    from longteng.export.exporter import export_model
+    from longteng.inference.journal import read_results
+    from longteng.inference.predict import Predictor
+
+    root, result = two_stage_run
+    model = tmp_path / "model.onnx"
+    export_model(result.run_dir, model)
+    photos = root / "data" / "gadget" / "counterfeit"
+    out = tmp_path / "rows.csv"
+    assert main(["score", str(photos), "--model", str(model), "--out", str(out), "--workers", "2", "--no-progress"]) == 0
+    rows = {Path(row["path"]).name: row for row in read_results(out)}
+    predictions = list(Predictor(model).predict(sorted(photos.glob("*.png"))))
+    assert len(rows) == len(predictions) > 10
+    for prediction in predictions:
+        row = rows[prediction.path.name]
+        assert row["verdict"] == prediction.decision.verdict
+        assert abs(row["counterfeit_score"] - prediction.decision.counterfeit_score) < 1e-5
