@@ -64,7 +64,7 @@ TORCH_TWO_STAGE_SCRIPT = """
 import sys
 import torch
 from longteng.decision import OperatingPoint, decide, softmax
-from longteng.export.two_stage import build_two_stage, focus_spec_of
+from longteng.model.checkpoint import build_two_stage, focus_spec_of
 from longteng.focus import GlanceFrame, box_from_maps, decode_for_focus, focus_crop, glance_pixels
 from longteng.model.checkpoint import load_checkpoint
 from longteng.preprocess import normalize

@@ -132,7 +132,8 @@ def _export_two_stage(
 ) -> ExportResult:
     """One graph with both stages; parity over decode -> glance -> box -> crop -> focus."""
     from longteng.inference.two_stage import outputs_for_paths
-    from longteng.export.two_stage import focus_spec_of, require_two_stage_parity, two_stage_parity, two_stage_to_onnx
+    from longteng.export.two_stage import require_two_stage_parity, two_stage_parity, two_stage_to_onnx
+    from longteng.model.checkpoint import focus_spec_of
 
     if options.int8:
         raise ConfigError("--int8 is not available for two-stage models yet (export fp32)")
@@ -165,13 +166,13 @@ def _export_two_stage(
             val_paths, _ = data.paths_and_labels("val", limit)
             known_paths, _ = data.paths_and_labels("test", limit)
             with reporter.task("fit the unknown-object detector", len(train_paths) + len(val_paths) + len(known_paths)) as advance:
-                train_outputs, _ = outputs_for_paths(model, train_paths, progress=advance)
-                val_outputs, _ = outputs_for_paths(model, val_paths, progress=advance)
-                detector = fit_unknown_detector(train_outputs, train_labels, val_outputs, options.unknown)
-                known_outputs, _ = outputs_for_paths(model, known_paths or val_paths, progress=advance)
+                train = outputs_for_paths(model, train_paths, progress=advance)
+                val = outputs_for_paths(model, val_paths, progress=advance)
+                detector = fit_unknown_detector(train.outputs, train_labels[train.kept], val.outputs, options.unknown)
+                known = outputs_for_paths(model, known_paths or val_paths, progress=advance)
             unrelated = write_unrelated_photos(scratch / "unrelated", seed=options.seed)
-            unrelated_outputs, _ = outputs_for_paths(model, [photo.path for photo in unrelated])
-            unknown = unknown_evaluation(detector, known_outputs, unrelated_outputs, [p.kind for p in unrelated])
+            unrelated_outputs = outputs_for_paths(model, [photo.path for photo in unrelated]).outputs
+            unknown = unknown_evaluation(detector, known.outputs, unrelated_outputs, [p.kind for p in unrelated])
             unknown["known_split"] = "test" if known_paths else "val"
             reporter.message(
                 f"unknown objects ({detector.method}): ROC-AUC {unknown['roc_auc']:.3f}; flagged "
@@ -234,11 +235,7 @@ class _TrainingData:
         """(uint8 pixels, labels) of at most ``limit`` photos of ``split`` (a random sample beyond it)."""
         key = (split, limit)
         if key not in self._decoded:
-            chosen: list[Record] = [r for r in self.records if r.split == split]
-            if len(chosen) > limit:
-                keep = np.random.default_rng(self.seed).choice(len(chosen), limit, replace=False)
-                chosen = [chosen[i] for i in sorted(keep)]
-            records, pixels = self._decode(split, chosen)
+            records, pixels = self._decode(split, self._sample(split, limit))
             labels = np.array([self.index[r.label] for r in records], dtype=np.int64)
             self._decoded[key] = (pixels, labels)
         return self._decoded[key]

@@ -20,11 +20,11 @@ import torch
 from torch import nn
 
 from longteng.errors import CheckpointError
-from longteng.focus import FocusSpec, box_from_maps, GlanceFrame, focus_crop, polygon_iou
+from longteng.focus import GlanceFrame, box_from_maps, focus_crop, polygon_iou
 from longteng.inference.metadata import FOCUS_INPUT_NAME, GLANCE_INPUT_NAME, GLANCE_OUTPUT_NAMES, OUTPUT_NAMES
 from longteng.inference.two_stage import prepare_photo
-from longteng.model.checkpoint import Checkpoint
-from longteng.model.two_stage import TwoStageConfig, TwoStageModel, create_two_stage
+from longteng.model.checkpoint import Checkpoint, build_two_stage, focus_spec_of
+from longteng.model.two_stage import TwoStageModel
 from longteng.preprocess import normalize
 
 MAX_LOGIT_DIFFERENCE = 1e-3
@@ -41,19 +41,6 @@ class TwoStageGraph(nn.Module):
         objectness, up = self.model.glance(glance_pixels)
         logits, maps, embedding = self.model.focus(focus_pixels)
         return logits, torch.softmax(logits / self.temperature, dim=1), maps, embedding, torch.sigmoid(objectness), up
-
-
-def build_two_stage(checkpoint: Checkpoint) -> TwoStageModel:
-    model = create_two_stage(TwoStageConfig.from_dict(checkpoint.model_config), weights="none")
-    model.load_state_dict(checkpoint.state_dict)
-    return model.eval()
-
-
-def focus_spec_of(checkpoint: Checkpoint) -> FocusSpec:
-    try:
-        return FocusSpec.from_dict(checkpoint.extra["focus"])
-    except KeyError:
-        raise CheckpointError("two-stage checkpoint without its focus spec (extra.focus)") from None
 
 
 def two_stage_to_onnx(checkpoint: Checkpoint, opset: int) -> onnx.ModelProto:

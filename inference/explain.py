@@ -40,7 +40,7 @@ from longteng.data.layout import split_class_name
 from longteng.decision import GENUINE, REFER, Decision
 from longteng.errors import ConfigError
 from longteng.imageio import DEFAULT_MAX_PIXELS, load_image
-from longteng.preprocess import PreprocessSpec
+from longteng.preprocess import PreprocessSpec, content_box
 
 if TYPE_CHECKING:
     from longteng.focus import FocusSpec
@@ -187,21 +187,6 @@ def blend_focus(photo: Image.Image, heat: np.ndarray, view: "FocusView", focus: 
     width = max(2, round(min(photo.size) / 300))
     ImageDraw.Draw(out).polygon([tuple(p) for p in box.corners()], outline=(80, 220, 255), width=width)
     return out
-
-
-def content_box(width: int, height: int, spec: PreprocessSpec) -> tuple[int, int, int, int]:
-    """(left, top, right, bottom) of the photo inside the model's S x S input.
-
-    The inverse geometry of ``longteng.preprocess.resize_to_input``; tests hold the two together.
-    """
-    size = spec.input_size
-    if spec.resize_mode == "stretch":
-        return 0, 0, size, size
-    scale = size / max(width, height)
-    new_w = max(1, min(size, round(width * scale)))
-    new_h = max(1, min(size, round(height * scale)))
-    left, top = (size - new_w) // 2, (size - new_h) // 2
-    return left, top, left + new_w, top + new_h
 
 
 def colour_lut() -> np.ndarray:

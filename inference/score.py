@@ -279,8 +279,6 @@ def _take_decoded(state: _State) -> bool:
 
 
 def _infer(state: _State, batch: list, predictor: Predictor, stats: ScoreStats) -> None:
-    import numpy as np
-
     predictions = predictor.predict_prepared([path for _, path, _ in batch], [prepared for *_, prepared in batch])
     stats.inferred += len(batch)
     for (digest, _, _), prediction in zip(batch, predictions):

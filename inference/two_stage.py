@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from longteng.focus import DecodedPhoto, GlanceFrame, OrientedBox, box_from_maps, focus_crop, glance_pixels, decode_for_focus
+from longteng.errors import ImageLoadError, UnusableFile
 from longteng.imageio import DEFAULT_MAX_PIXELS
 from longteng.inference.metadata import ModelMetadata
 
@@ -50,9 +51,12 @@ def prepare_photo(path: Path, metadata: ModelMetadata, max_pixels: int = DEFAULT
     return PreparedPhoto(photo, glance_pixels(photo, metadata.preprocess))
 
 
-def locate(objectness: np.ndarray, up: np.ndarray, photos: Sequence[PreparedPhoto], metadata: ModelMetadata) -> list[OrientedBox | None]:
+def locate(model, photos: Sequence[PreparedPhoto]) -> list[OrientedBox | None]:
+    """Where the glance finds each photo's product (None for all when it was not trained)."""
+    metadata: ModelMetadata = model.metadata
     if not metadata.glance_trained:
         return [None] * len(photos)
+    objectness, up = model.run_glance(np.stack([p.glance for p in photos]))
     size = metadata.preprocess.input_size
     return [
         box_from_maps(objectness[i], up[i], GlanceFrame.of(prepared.photo.image.size, metadata.preprocess), size)
@@ -63,11 +67,7 @@ def locate(objectness: np.ndarray, up: np.ndarray, photos: Sequence[PreparedPhot
 def focus_inputs(model, photos: Sequence[PreparedPhoto]) -> tuple[np.ndarray, list[FocusView]]:
     """`model`: an inference.session.OnnxModel of a two-stage model -> (uint8 crops, views)."""
     metadata: ModelMetadata = model.metadata
-    if metadata.glance_trained:
-        objectness, up = model.run_glance(np.stack([p.glance for p in photos]))
-        boxes = locate(objectness, up, photos, metadata)
-    else:
-        boxes = [None] * len(photos)
+    boxes = locate(model, photos)
     crops = np.stack([
         focus_crop(p.photo.image, box, metadata.focus, metadata.preprocess.pad_color)  # type: ignore[arg-type]
         for p, box in zip(photos, boxes)
@@ -76,26 +76,47 @@ def focus_inputs(model, photos: Sequence[PreparedPhoto]) -> tuple[np.ndarray, li
     return crops, views
 
 
+@dataclass
+class PathOutputs:
+    """A two-stage model's outputs for photo files; rows only for the photos that decoded."""
+
+    outputs: dict[str, np.ndarray]
+    views: list[FocusView]
+    kept: list[int]  # index into the paths given, per row
+    failures: list[UnusableFile]
+
+
 def outputs_for_paths(
     model, paths: Sequence[Path], outputs: Sequence[str] = ("logits", "embedding"), *, batch_size: int = 16,
     max_pixels: int = DEFAULT_MAX_PIXELS, progress=None,
-) -> tuple[dict[str, np.ndarray], list[FocusView]]:
-    """Named outputs of a two-stage model for photo files, through the runtime's own path.
-    Raises ImageLoadError on the first photo that cannot be decoded."""
+) -> PathOutputs:
+    """Named outputs of a two-stage model for photo files, through the runtime's own path;
+    a photo that cannot be decoded becomes a failure and the rest go on."""
     from concurrent.futures import ThreadPoolExecutor
 
+    def prepare(path: Path) -> PreparedPhoto | UnusableFile:
+        try:
+            return prepare_photo(Path(path), model.metadata, max_pixels)
+        except ImageLoadError as exc:
+            return UnusableFile.from_error(exc, path)
+
+    result = PathOutputs({}, [], [], [])
     chunks: dict[str, list[np.ndarray]] = {name: [] for name in outputs}
-    views: list[FocusView] = []
     with ThreadPoolExecutor(max_workers=2) as pool:
         for start in range(0, len(paths), batch_size):
-            batch = list(pool.map(lambda p: prepare_photo(Path(p), model.metadata, max_pixels), paths[start : start + batch_size]))
-            crops, batch_views = focus_inputs(model, batch)
-            views.extend(batch_views)
-            for name, value in model.run(crops, outputs=tuple(outputs)).items():
-                chunks[name].append(value)
+            prepared = list(pool.map(prepare, paths[start : start + batch_size]))
+            good = [k for k, item in enumerate(prepared) if isinstance(item, PreparedPhoto)]
+            result.failures.extend(item for item in prepared if isinstance(item, UnusableFile))
+            if good:
+                crops, views = focus_inputs(model, [prepared[k] for k in good])
+                result.views.extend(views)
+                result.kept.extend(start + k for k in good)
+                for name, value in model.run(crops, outputs=tuple(outputs)).items():
+                    chunks[name].append(value)
             if progress:
-                progress(len(batch))
-    return {name: np.concatenate(parts) for name, parts in chunks.items() if parts}, views
+                progress(len(prepared))
+    result.outputs = {name: np.concatenate(parts) for name, parts in chunks.items() if parts}
+    return result
 
 
 @dataclass(frozen=True)

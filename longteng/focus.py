@@ -25,7 +25,7 @@ from PIL import Image, ImageDraw
 
 from longteng.errors import ConfigError, ImageLoadError
 from longteng.imageio import DEFAULT_MAX_PIXELS, load_decoded
-from longteng.preprocess import INTERPOLATIONS, PreprocessSpec, resize_to_input
+from longteng.preprocess import INTERPOLATIONS, PreprocessSpec, content_box, resize_to_input
 
 # Cells whose objectness is below this are background noise, not a thin edge of the product.
 _MIN_OBJECTNESS = 0.2
@@ -156,6 +156,17 @@ def polygon_iou(a: np.ndarray, b: np.ndarray, resolution: int = 512) -> float:
     return float(np.logical_and(first, second).sum() / union) if union else 0.0
 
 
+def iou_summary(ious) -> dict:
+    """Localisation in numbers: how many boxes, their median and mean IoU, the share >= 0.7."""
+    values = np.asarray(ious, dtype=np.float64)
+    if not len(values):
+        return {"n": 0, "median_iou": float("nan"), "mean_iou": float("nan"), "iou_at_least_0.7": float("nan")}
+    return {
+        "n": int(len(values)), "median_iou": float(np.median(values)), "mean_iou": float(values.mean()),
+        "iou_at_least_0.7": float(np.mean(values >= 0.7)),
+    }
+
+
 # --------------------------------------------------------------------------- glance maps
 
 
@@ -169,12 +180,10 @@ class GlanceFrame:
 
     @classmethod
     def of(cls, size: tuple[int, int], spec: PreprocessSpec) -> "GlanceFrame":
-        width, height = size
-        scale = spec.input_size / max(width, height)
-        new_w = max(1, min(spec.input_size, round(width * scale)))
-        new_h = max(1, min(spec.input_size, round(height * scale)))
-        # Exactly the placement longteng.preprocess.resize_to_input uses.
-        return cls(scale, (spec.input_size - new_w) // 2, (spec.input_size - new_h) // 2)
+        if spec.resize_mode != "letterbox":
+            raise ConfigError(f"the glance needs a letterboxed input, not resize_mode {spec.resize_mode!r}")
+        left, top, _, _ = content_box(*size, spec)  # exactly where resize_to_input puts the photo
+        return cls(spec.input_size / max(size), left, top)
 
     def to_photo(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return (x - self.offset_x) / self.scale, (y - self.offset_y) / self.scale
@@ -340,5 +349,5 @@ def load_focus_inputs(
 __all__ = [
     "DecodedPhoto", "FocusSpec", "GlanceFrame", "ImageLoadError", "OrientedBox", "box_from_maps",
     "decode_for_focus", "focus_crop", "focus_to_photo", "glance_pixels", "load_focus_inputs",
-    "objectness_target", "parse_quad", "polygon_iou",
+    "iou_summary", "objectness_target", "parse_quad", "polygon_iou",
 ]

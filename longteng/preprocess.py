@@ -76,19 +76,29 @@ class PreprocessSpec:
         return cls.from_dict(json.loads(text))
 
 
+def content_box(width: int, height: int, spec: PreprocessSpec) -> tuple[int, int, int, int]:
+    """(left, top, right, bottom) of a width x height photo inside the model's S x S input:
+    the geometry of resize_to_input, for whoever maps the input back onto the photo."""
+    size = spec.input_size
+    if spec.resize_mode == "stretch":
+        return 0, 0, size, size
+    scale = size / max(width, height)
+    new_w = max(1, min(size, round(width * scale)))
+    new_h = max(1, min(size, round(height * scale)))
+    left, top = (size - new_w) // 2, (size - new_h) // 2
+    return left, top, left + new_w, top + new_h
+
+
 def resize_to_input(image: Image.Image, spec: PreprocessSpec) -> np.ndarray:
     """RGB image -> uint8 array (size, size, 3): the cacheable half of preprocessing."""
     size = spec.input_size
     resample = INTERPOLATIONS[spec.interpolation]
     if spec.resize_mode == "stretch":
         return np.asarray(image.resize((size, size), resample, reducing_gap=3.0), dtype=np.uint8)
-    width, height = image.size
-    scale = size / max(width, height)
-    new_w = max(1, min(size, round(width * scale)))
-    new_h = max(1, min(size, round(height * scale)))
-    resized = image.resize((new_w, new_h), resample, reducing_gap=3.0)
+    left, top, right, bottom = content_box(*image.size, spec)
+    resized = image.resize((right - left, bottom - top), resample, reducing_gap=3.0)
     canvas = Image.new("RGB", (size, size), spec.pad_color)
-    canvas.paste(resized, ((size - new_w) // 2, (size - new_h) // 2))
+    canvas.paste(resized, (left, top))
     return np.asarray(canvas, dtype=np.uint8)
 
 

@@ -129,6 +129,28 @@ def resolve_checkpoint_path(path_or_run: Path | str, which: str = "best") -> Pat
     return path
 
 
+def build_two_stage(checkpoint: Checkpoint) -> "torch.nn.Module":
+    """The two-stage network of a checkpoint, weights loaded, in eval mode."""
+    from longteng.model.two_stage import TwoStageConfig, create_two_stage
+
+    model = create_two_stage(TwoStageConfig.from_dict(checkpoint.model_config), weights="none")
+    try:
+        model.load_state_dict(checkpoint.state_dict)
+    except RuntimeError as exc:
+        raise CheckpointError(f"checkpoint weights do not fit its model config ({str(exc).splitlines()[0]})") from None
+    return model.eval()
+
+
+def focus_spec_of(checkpoint: Checkpoint) -> "FocusSpec":
+    """The crop rule a two-stage checkpoint was trained with."""
+    from longteng.focus import FocusSpec
+
+    try:
+        return FocusSpec.from_dict(checkpoint.extra["focus"])
+    except KeyError:
+        raise CheckpointError("two-stage checkpoint without its focus spec (extra.focus)") from None
+
+
 def build_model(checkpoint: Checkpoint) -> "torch.nn.Module":
     """The network of a checkpoint, weights loaded, in eval mode."""
     from longteng.model.network import ModelConfig, create_model

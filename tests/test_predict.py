@@ -22,7 +22,8 @@ from longteng.imageio import heif_available
 from longteng.decision import COUNTERFEIT, GENUINE, REFER, Decision, OperatingPoint
 from longteng.inference import records
 from longteng.inference.discover import DiscoveryError, DiscoveryOptions, discover
-from longteng.inference.explain import content_box, overlay_name
+from longteng.inference.explain import overlay_name
+from longteng.preprocess import content_box
 from longteng.inference.items import combine
 from longteng.inference.predict import PhotoPrediction
 from longteng.preprocess import PreprocessSpec, load_resized, resize_to_input

@@ -77,7 +77,7 @@ def decode_images(
     good: list[Record] = []
     failures: list[DecodeFailure] = []
     pixels = np.empty((len(records), size, size, 3), dtype=np.uint8)
-    results = _map(jobs, workers)
+    results = map_in_processes(_decode_one, jobs, workers)
     for record, result in zip(records, results):
         if isinstance(result, DecodeFailure):
             failures.append(result)
@@ -93,15 +93,16 @@ def decode_images(
     return decoded
 
 
-def _map(jobs: list[tuple[str, str, str]], workers: int) -> Iterator[np.ndarray | DecodeFailure]:
-    if workers <= 1 or len(jobs) < 32:
-        yield from map(_decode_one, jobs)
+def map_in_processes(function: Callable, jobs: list, workers: int, *, chunksize: int = 16) -> Iterator:
+    """``map(function, jobs)`` in order, over ``workers`` processes when there are enough jobs."""
+    if workers <= 1 or len(jobs) < 2 * chunksize:
+        yield from map(function, jobs)
         return
     # spawn: safe beside torch threads and identical on every platform.
     context = multiprocessing.get_context("spawn")
     pool = context.Pool(workers)
     try:
-        yield from pool.imap(_decode_one, jobs, chunksize=16)
+        yield from pool.imap(function, jobs, chunksize=chunksize)
     finally:
         pool.terminate()
 

@@ -181,45 +181,28 @@ class _OnnxScorer:
 
     def two_stage_logits(self, root: Path, records: list, progress: Callable[[int], None]):
         """Through the runtime's two-stage path; IoU against the dataset's boxes where it has them."""
-        from longteng.errors import ImageLoadError
-        from longteng.focus import parse_quad, polygon_iou
-        from longteng.inference.two_stage import focus_inputs, prepare_photo
+        from longteng.focus import iou_summary, parse_quad, polygon_iou
+        from longteng.inference.two_stage import outputs_for_paths
         from longteng.training.cache import DecodeFailure, DecodedImages
 
-        good, failures, chunks, ious = [], [], {"logits": [], "embedding": []}, []
-        for start in range(0, len(records), self.batch_size):
-            batch, prepared = [], []
-            for record in records[start : start + self.batch_size]:
-                try:
-                    prepared.append(prepare_photo(root / record.path, self.model.metadata))
-                    batch.append(record)
-                except ImageLoadError as exc:
-                    failures.append(DecodeFailure(record.path, exc.reason, exc.detail))
-            progress(self.batch_size)
-            if not prepared:
-                continue
-            crops, views = focus_inputs(self.model, prepared)
-            for name, value in self.model.run(crops, ("logits", "embedding")).items():
-                chunks[name].append(value)
-            for record, view in zip(batch, views):
-                try:
-                    quad = parse_quad(record.extra.get("quad", ""), view.original_size)
-                except ValueError:
-                    quad = None
-                if quad is not None:
-                    box = view.box_in_original
-                    ious.append(0.0 if box is None else polygon_iou(quad, box.corners()))
-            good.extend(batch)
-        self.outputs = {name: np.concatenate(parts) for name, parts in chunks.items() if parts}
-        localisation = None
-        if ious:
-            values = np.array(ious)
-            localisation = {
-                "n": len(values), "median_iou": float(np.median(values)), "mean_iou": float(values.mean()),
-                "iou_at_least_0.7": float(np.mean(values >= 0.7)),
-            }
+        result = outputs_for_paths(
+            self.model, [root / record.path for record in records], batch_size=self.batch_size, progress=progress
+        )
+        self.outputs = result.outputs
+        good = [records[k] for k in result.kept]
+        failures = [DecodeFailure(str(Path(f.path).relative_to(root)), f.reason, f.detail) for f in result.failures]
+        ious = []
+        for record, view in zip(good, result.views):
+            try:
+                quad = parse_quad(record.extra.get("quad", ""), view.original_size)
+            except ValueError:
+                quad = None
+            if quad is not None:
+                box = view.box_in_original
+                ious.append(0.0 if box is None else polygon_iou(quad, box.corners()))
         logits = self.outputs.get("logits", np.zeros((0, len(self.class_names)), np.float32))
-        return DecodedImages(good, np.zeros((len(good), 1, 1, 3), np.uint8), failures), logits, localisation
+        decoded = DecodedImages(good, np.zeros((len(good), 1, 1, 3), np.uint8), failures)
+        return decoded, logits, iou_summary(ious) if ious else None
 
     def unknown_report(self, reporter: Reporter) -> dict | None:
         """The unknown-object score on the photos just scored vs generated unrelated photos."""
@@ -238,7 +221,7 @@ class _OnnxScorer:
             if self.model.metadata.two_stage:
                 from longteng.inference.two_stage import outputs_for_paths
 
-                unrelated_outputs, _ = outputs_for_paths(self.model, [photo.path for photo in unrelated])
+                unrelated_outputs = outputs_for_paths(self.model, [photo.path for photo in unrelated]).outputs
             else:
                 from longteng.preprocess import load_resized
 

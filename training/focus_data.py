@@ -10,8 +10,7 @@ decoding runs in worker processes.
 from __future__ import annotations
 
 import math
-import multiprocessing
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from longteng.data.layout import Record
 from longteng.errors import ImageLoadError, UnusableFile
 from longteng.focus import FocusSpec, GlanceFrame, OrientedBox, decode_for_focus, focus_crop, glance_pixels, parse_quad
 from longteng.preprocess import PreprocessSpec
+from longteng.training.cache import map_in_processes
 
 # Box jitter for training crops (standard deviations): centre shift as a fraction of the
 # box's longer side, relative size change, angle in radians. About what the glance misses by.
@@ -84,7 +84,7 @@ def glance_items(
         for i, record in enumerate(records)
     ]
     items, failures = [], []
-    for result in _map(_glance_job, jobs, workers):
+    for result in map_in_processes(_glance_job, jobs, workers, chunksize=8):
         (failures if isinstance(result, Failure) else items).append(result)
         if progress:
             progress(1)
@@ -99,21 +99,9 @@ def crops_at(
     size = focus_spec.input_size
     out = np.empty((len(items), size, size, 3), dtype=np.uint8)
     jobs = [(str(root), item.record, glance_spec, focus_spec, box) for item, box in zip(items, boxes)]
-    for i, result in enumerate(_map(_crop_job, jobs, workers)):
+    for i, result in enumerate(map_in_processes(_crop_job, jobs, workers, chunksize=8)):
         # The photo decoded a moment ago; if it vanished since, an empty crop keeps rows aligned.
         out[i] = glance_spec.pad_color if isinstance(result, Failure) else result
         if progress:
             progress(1)
     return out
-
-
-def _map(function: Callable, jobs: list, workers: int) -> Iterator:
-    if workers <= 1 or len(jobs) < 16:
-        yield from map(function, jobs)
-        return
-    context = multiprocessing.get_context("spawn")
-    pool = context.Pool(workers)
-    try:
-        yield from pool.imap(function, jobs, chunksize=8)
-    finally:
-        pool.terminate()

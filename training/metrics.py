@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from longteng.decision import counterfeit_score, is_counterfeit_class, softmax
 from longteng.errors import ConfigError
 
 # Slack for rate * n computed in floating point (0.07 * 100 == 7.000000000000001).
@@ -459,3 +460,12 @@ def allowed_count(rate: float, n: int) -> int:
 def _check_rate(rate: float, name: str) -> None:
     if not 0.0 <= rate <= 1.0:
         raise ConfigError(f"{name} must be within [0, 1], got {rate}")
+
+
+def counterfeit_auc(logits: np.ndarray, labels: np.ndarray, classes: Sequence[str]) -> float:
+    """ROC-AUC of the counterfeit score from raw logits (NaN when one side is absent): what
+    both trainers log per epoch."""
+    is_counterfeit = np.array([is_counterfeit_class(classes[i]) for i in labels])
+    if is_counterfeit.all() or not is_counterfeit.any():
+        return float("nan")
+    return float(roc_auc(counterfeit_score(softmax(logits), classes), is_counterfeit))

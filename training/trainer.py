@@ -33,7 +33,7 @@ from longteng.training.calibration import fit_temperature
 from longteng.training.config import TrainConfig
 from longteng.training.distributed import DistContext, all_reduce_sum, init_distributed, shutdown_distributed
 from longteng.training.evaluate import torch_logits
-from longteng.training.metrics import roc_auc
+from longteng.training.metrics import counterfeit_auc
 from longteng.training.operating_point import choose_operating_point
 from longteng.training.progress import Reporter, SilentReporter
 
@@ -313,15 +313,8 @@ def _validate(
     return {
         "val_nll": nll,
         "val_acc": float(np.mean(logits.argmax(1) == data.labels)),
-        "val_counterfeit_auc": _counterfeit_auc(logits, data.labels, classes),
+        "val_counterfeit_auc": counterfeit_auc(logits, data.labels, classes),
     }
-
-
-def _counterfeit_auc(logits: np.ndarray, labels: np.ndarray, classes: list[str]) -> float:
-    is_counterfeit = np.array([is_counterfeit_class(classes[i]) for i in labels])
-    if is_counterfeit.all() or not is_counterfeit.any():
-        return float("nan")
-    return float(roc_auc(counterfeit_score(softmax(logits), classes), is_counterfeit))
 
 
 def _plot_curves(run_dir: Path) -> None:

@@ -28,7 +28,7 @@ from longteng import __version__
 from longteng.data.layout import Record, class_names, manifest_hash, scan_dataset
 from longteng.decision import counterfeit_score, is_counterfeit_class, softmax
 from longteng.errors import ConfigError, DatasetError
-from longteng.focus import FocusSpec, GlanceFrame, OrientedBox, box_from_maps, objectness_target, polygon_iou
+from longteng.focus import FocusSpec, OrientedBox, box_from_maps, iou_summary, objectness_target, polygon_iou
 from longteng.model.backbones import backbone_spec
 from longteng.model.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from longteng.model.two_stage import TRUNK_CHANNELS, TwoStageConfig, TwoStageModel, create_two_stage
@@ -36,7 +36,7 @@ from longteng.preprocess import PreprocessSpec, normalize
 from longteng.training.calibration import fit_temperature
 from longteng.training.config import TrainConfig
 from longteng.training.focus_data import GlanceItem, crops_at, glance_items
-from longteng.training.metrics import roc_auc
+from longteng.training.metrics import counterfeit_auc
 from longteng.training.operating_point import choose_operating_point
 from longteng.training.progress import Reporter, SilentReporter
 
@@ -288,12 +288,8 @@ def localisation_summary(items: list[GlanceItem], boxes: list[OrientedBox | None
         if box is not None:
             truth = OrientedBox.from_quad(item.quad).angle
             turns.append(abs(math.degrees(math.remainder(box.angle - truth, 2 * math.pi))))
-    ious_array = np.array(ious)
     return {
-        "n": len(ious),
-        "median_iou": float(np.median(ious_array)) if ious else float("nan"),
-        "mean_iou": float(ious_array.mean()) if ious else float("nan"),
-        "iou_at_least_0.7": float(np.mean(ious_array >= 0.7)) if ious else float("nan"),
+        **iou_summary(ious),
         "up_error_median_deg": float(np.median(turns)) if turns else float("nan"),
         "up_error_over_45deg": float(np.mean(np.array(turns) > 45)) if turns else float("nan"),
     }
@@ -386,15 +382,10 @@ def _focus_logits(model: TwoStageModel, features: np.ndarray, config: TrainConfi
 def _val_metrics(logits: np.ndarray, labels: np.ndarray, classes: list[str]) -> dict[str, float]:
     log_probs = torch.log_softmax(torch.from_numpy(logits).double(), dim=1)
     nll = float(F.nll_loss(log_probs, torch.from_numpy(labels)).item())
-    counterfeit = np.array([is_counterfeit_class(classes[i]) for i in labels])
-    auc = float(roc_auc(counterfeit_score(softmax(logits), classes), counterfeit)) if 0 < counterfeit.sum() < len(labels) else float("nan")
-    return {"val_nll": nll, "val_acc": float(np.mean(logits.argmax(1) == labels)), "val_counterfeit_auc": auc}
+    return {
+        "val_nll": nll, "val_acc": float(np.mean(logits.argmax(1) == labels)),
+        "val_counterfeit_auc": counterfeit_auc(logits, labels, classes),
+    }
 
 
-def load_two_stage(checkpoint: Checkpoint) -> TwoStageModel:
-    model = create_two_stage(TwoStageConfig.from_dict(checkpoint.model_config), weights="none")
-    model.load_state_dict(checkpoint.state_dict)
-    return model.eval()
-
-
-__all__ = ["TwoStageResult", "glance_maps", "load_two_stage", "localisation_summary", "specs_for", "train_two_stage"]
+__all__ = ["TwoStageResult", "glance_maps", "localisation_summary", "specs_for", "train_two_stage"]
