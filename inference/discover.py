@@ -12,8 +12,9 @@ Rules, shared by ``longteng predict`` and batch scoring:
   entries (name starting with ``.``: ``.Trash``, macOS ``._IMG_0001.jpg`` resource forks) are
   skipped in walks; name one explicitly to use it.
 * An input that does not exist but contains ``*``, ``?`` or ``[`` is a **glob** (``**`` spans
-  folders). Each match is treated like a walked entry: folders are walked, files kept only if
-  they look like photos.
+  folders). It is the same folder walk, from the pattern's fixed prefix, keeping the entries
+  the pattern matches: folders are walked whole, files kept only if they look like photos, and
+  loops, pipes, devices and dangling links get the same error rows as in a folder walk.
 * Order is stable: inputs in the order given, each folder's entries sorted by the bytes of their
   names (independent of locale), folders descended where they sort. A file reached twice (a
   folder and a file inside it, two links to one file) is yielded once, first position wins.
@@ -25,6 +26,7 @@ Rules, shared by ``longteng predict`` and batch scoring:
   ``no_images``     a folder or glob held no photos at all
   ``unreadable``    a folder cannot be listed (permissions) or an input is not a regular file
   ``symlink_loop``  a link leads back to a folder already being walked
+  ``invalid_path``  the name contains a NUL byte (no file can be named so)
 
 Names are ``str`` as ``os.fsdecode`` gives them: bytes that are not valid UTF-8 become lone
 surrogates (``surrogateescape``), so ``os.fsencode(path)`` gives back the exact name.
@@ -34,37 +36,24 @@ from __future__ import annotations
 
 import errno
 import fnmatch
-import glob
 import os
+import re
 import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from longteng.errors import UnusableFile
-from longteng.imageio import IMAGE_EXTENSIONS
+from longteng.imageio import IMAGE_EXTENSIONS, looks_like_image_header, read_header
 
 NOT_FOUND = "not_found"
 NO_MATCH = "no_match"
 NO_IMAGES = "no_images"
 UNREADABLE = "unreadable"
 SYMLINK_LOOP = "symlink_loop"
+INVALID_PATH = "invalid_path"
 
 _GLOB_CHARACTERS = frozenset("*?[")
-# Leading bytes of the formats Pillow (and pillow-heif) open; enough to tell a photo from a
-# text file or an archive without decoding anything.
-_SIGNATURES = (
-    b"\xff\xd8\xff",  # JPEG
-    b"\x89PNG\r\n\x1a\n",
-    b"GIF87a",
-    b"GIF89a",
-    b"BM",
-    b"II*\x00",  # TIFF, little-endian
-    b"MM\x00*",  # TIFF, big-endian
-)
-_HEIF_BRANDS = (b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1", b"avif")
-
-
 # An input or folder entry that gave no photo (yielded, never raised).
 DiscoveryError = UnusableFile
 
@@ -85,7 +74,10 @@ def discover(
     for raw in inputs:
         text = os.fsdecode(raw)
         path = Path(text)
-        if os.path.lexists(path):
+        if "\0" in text:
+            # find -print0 output read line by line, or a damaged list: no file can have this name.
+            yield DiscoveryError(Path(text.replace("\0", "\\0")), INVALID_PATH, "the name contains a NUL byte")
+        elif os.path.lexists(path):
             yield from _explicit(path, options, seen)
         elif _GLOB_CHARACTERS & set(text):
             yield from _glob(text, options, seen)
@@ -122,39 +114,115 @@ def _explicit(path: Path, options: DiscoveryOptions, seen: set[str]) -> Iterator
 
 
 def _glob(pattern: str, options: DiscoveryOptions, seen: set[str]) -> Iterator[Path | DiscoveryError]:
-    matches = sorted(glob.glob(pattern, recursive=True), key=os.fsencode)
-    if not matches:
+    """A glob is a folder walk from its fixed prefix, keeping what the pattern matches.
+
+    The same walk as for folders, so a glob gets the same loop protection (``dir/**`` over
+    links that lead back up), the same error rows (a FIFO or a dangling link named like a
+    photo) and the same order as walking the folder would.
+    """
+    root, matcher = _GlobMatcher.split(pattern)
+    found_any = matched_any = False
+    if os.path.isdir(root):
+        count = _Count()
+        # 'dir/**' matches dir itself: all of it
+        yield from _walk(root, options, seen, None if matcher.matches(()) else matcher, count)
+        matched_any, found_any = matcher.hits > 0, count.photos > 0
+    if not matched_any:
         yield DiscoveryError(Path(pattern), NO_MATCH, "no file or folder matches this pattern")
-        return
-    found_any = False
-    for match in matches:
-        path = Path(match)
-        if path.is_dir():
-            for found in _walk(path, options, seen):
-                found_any = found_any or isinstance(found, Path)
-                yield found
-        elif path.is_file() and looks_like_image(path, options):
-            found_any = True
-            if _first_visit(path, seen):
-                yield path
-    if not found_any and options.report_empty:
+    elif not found_any and options.report_empty:
         yield DiscoveryError(Path(pattern), NO_IMAGES, "the pattern matches no photos")
 
 
+class _GlobMatcher:
+    """Shell-style matching of paths relative to the glob's fixed prefix, one segment at a
+    time: ``*``, ``?`` and ``[...]`` within a name, ``**`` for any number of folders."""
+
+    def __init__(self, segments: tuple[str, ...]) -> None:
+        self.segments = segments
+        parts = []
+        for index, segment in enumerate(segments):
+            last = index == len(segments) - 1
+            if segment == "**":
+                parts.append(".*" if last else "(?:[^/]+/)*")
+            else:
+                parts.append(_segment_regex(segment) + ("" if last else "/"))
+        self.regex = re.compile("".join(parts), re.DOTALL)
+        self.hits = 0  # entries matched so far (a match already found by another input still counts)
+
+    @classmethod
+    def split(cls, pattern: str) -> tuple[Path, "_GlobMatcher"]:
+        segments = pattern.split("/")
+        fixed = 0
+        while fixed < len(segments) - 1 and not (_GLOB_CHARACTERS & set(segments[fixed])):
+            fixed += 1
+        prefix = "/".join(segments[:fixed])
+        root = Path(prefix) if prefix else Path("/" if pattern.startswith("/") else ".")
+        return root, cls(tuple(s for s in segments[fixed:] if s) or ("**",))
+
+    def matches(self, relative: tuple[str, ...]) -> bool:
+        matched = self.regex.fullmatch("/".join(relative)) is not None
+        self.hits += matched
+        return matched
+
+    def may_hold_matches(self, relative: tuple[str, ...]) -> bool:
+        """Could something below the folder ``relative`` match?"""
+        for index, name in enumerate(relative):
+            if index >= len(self.segments):
+                return False
+            if self.segments[index] == "**":
+                return True
+            if not fnmatch.fnmatchcase(name, self.segments[index]):
+                return False
+        return len(relative) < len(self.segments)
+
+
+def _segment_regex(segment: str) -> str:
+    out, i = [], 0
+    while i < len(segment):
+        char = segment[i]
+        if char == "*":
+            out.append("[^/]*")
+        elif char == "?":
+            out.append("[^/]")
+        elif char == "[":
+            start = i + 1 + (segment[i + 1 : i + 2] == "!")
+            start += segment[start : start + 1] == "]"  # a leading ] is a member, as in fnmatch
+            end = segment.find("]", start)
+            if end < 0:
+                out.append(re.escape(char))
+            else:
+                body = segment[i + 1 : end]
+                body = "^" + body[1:] if body.startswith("!") else body
+                out.append("[" + body.replace("\\", "\\\\") + "]")
+                i = end
+        else:
+            out.append(re.escape(char))
+        i += 1
+    return "".join(out)
+
+
+@dataclass
+class _Count:
+    photos: int = 0  # photo files reached, including those already yielded through another input
+
+
 def _walk_reporting_empty(root: Path, options: DiscoveryOptions, seen: set[str]) -> Iterator[Path | DiscoveryError]:
-    found_any = False
-    for found in _walk(root, options, seen):
-        found_any = found_any or isinstance(found, Path)
-        yield found
-    if not found_any and options.report_empty:
+    count = _Count()
+    yield from _walk(root, options, seen, count=count)
+    if not count.photos and options.report_empty:
         yield DiscoveryError(root, NO_IMAGES, "no photos in this folder")
 
 
-def _walk(root: Path, options: DiscoveryOptions, seen: set[str]) -> Iterator[Path | DiscoveryError]:
+def _walk(
+    root: Path, options: DiscoveryOptions, seen: set[str], matcher: "_GlobMatcher | None" = None,
+    count: _Count | None = None,
+) -> Iterator[Path | DiscoveryError]:
     """Depth-first walk in sorted order with an explicit stack (no recursion limit on deep trees).
 
     Loops are caught by remembering the (device, inode) of every folder on the current branch:
-    a link that leads back to one of them would otherwise recurse forever.
+    a link that leads back to one of them would otherwise recurse forever. With a ``matcher``
+    (a glob), only entries it matches are taken (a matching folder whole), and only folders
+    that may hold matches are entered.
     """
     try:
         root_info = root.stat()
@@ -166,9 +234,11 @@ def _walk(root: Path, options: DiscoveryOptions, seen: set[str]) -> Iterator[Pat
     if isinstance(listing, DiscoveryError):
         yield listing
         return
-    stack = [iter(listing)]
+    # (entries, their folder's path relative to root, whether the glob still filters them)
+    stack = [(iter(listing), (), matcher is not None)]
     while stack:
-        entry = next(stack[-1], None)
+        entries, relative_folder, filtering = stack[-1]
+        entry = next(entries, None)
         if entry is None:
             stack.pop()
             branch.pop()
@@ -176,11 +246,15 @@ def _walk(root: Path, options: DiscoveryOptions, seen: set[str]) -> Iterator[Pat
         if entry.name.startswith(".") and not options.include_hidden:
             continue
         path = Path(entry.path)
+        relative = (*relative_folder, os.fsdecode(entry.name))
+        taken = not filtering or matcher.matches(relative)  # type: ignore[union-attr]
         try:
             is_dir = entry.is_dir()  # follows links
             is_file = not is_dir and entry.is_file()
         except OSError as exc:
             yield DiscoveryError(path, SYMLINK_LOOP if _is_loop(exc) else UNREADABLE, f"cannot read ({exc.strerror or exc})")
+            continue
+        if not taken and not (is_dir and matcher.may_hold_matches(relative)):  # type: ignore[union-attr]
             continue
         if is_dir:
             try:
@@ -197,10 +271,16 @@ def _walk(root: Path, options: DiscoveryOptions, seen: set[str]) -> Iterator[Pat
                 yield listing
                 continue
             branch.append(key)
-            stack.append(iter(listing))
-        elif is_file:
-            if looks_like_image(path, options) and _first_visit(path, seen):
+            stack.append((iter(listing), relative, not taken))
+        elif not taken:
+            continue
+        elif is_file and looks_like_image(path, options):
+            if count is not None:
+                count.photos += 1
+            if _first_visit(path, seen):
                 yield path
+        elif is_file:
+            continue
         elif path.suffix.lower() in options.extensions:
             # Named like a photo, so the officer expects a row for it; it is a dangling link,
             # or a pipe or device that opening could block on.
@@ -228,16 +308,11 @@ def _first_visit(path: Path, seen: set[str]) -> bool:
 
 def _sniff(path: Path) -> bool:
     try:
-        with open(path, "rb") as handle:
-            head = handle.read(16)
+        head = read_header(path)
     except OSError:
         # Let the loader name the problem: an unreadable file still gets its error row.
         return True
-    if head.startswith(_SIGNATURES):
-        return True
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return True
-    return head[4:8] == b"ftyp" and head[8:12] in _HEIF_BRANDS
+    return looks_like_image_header(head)
 
 
 def _is_loop(exc: OSError) -> bool:

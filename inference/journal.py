@@ -25,15 +25,17 @@ from __future__ import annotations
 
 import csv
 import glob
+import hashlib
 import json
 import os
 import shutil
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from longteng.errors import ConfigError
+from longteng.errors import ConfigError, OutputError
 from longteng.inference.records import csv_cell
 from longteng.inference.score import SCHEMA_VERSION, field_type
 
@@ -41,6 +43,10 @@ FORMATS = (".csv", ".jsonl", ".parquet")
 _HEADER = "journal.json"
 _PART_PREFIX = "part-"
 _TMP_SUFFIX = ".tmp"
+_LOCK = "lock"
+_DAMAGED_PREFIX = "damaged-"
+_TRAILER = "#longteng-journal "
+_DAMAGED = object()  # _read_header's answer for a header that fails its check
 _PARQUET_ROWS = 4096
 
 
@@ -74,32 +80,102 @@ class Journal:
         self.out = Path(out)
         self.dir = parts_dir(self.out)
         self.header = {"schema_version": SCHEMA_VERSION, **header}
+        self.set_aside: list[SetAside] = []
+        self._lock_file = None
 
     def open(self) -> None:
-        """Create (or check) the journal; raises ConfigError if it cannot be written or belongs to another model."""
+        """Create (or check) the journal and lock it for this process.
+
+        Raises ConfigError if it cannot be written, belongs to another model or is locked by
+        another run. Whatever in it is damaged (a header or a part that fails its checksum) is
+        set aside, named in ``set_aside``, and its photos are scored again.
+        """
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
-            header_path = self.dir / _HEADER
-            if header_path.exists():
-                existing = json.loads(header_path.read_text(encoding="utf-8"))
-                if existing != self.header:
-                    raise ConfigError(
-                        f"{self.dir}: holds results of another model or schema "
-                        f"({existing.get('model_version')}); delete it or choose another --out"
-                    )
-            else:
-                _write_atomic(header_path, json.dumps(self.header, sort_keys=True).encode())
+            self._lock()
+            header = self._read_header()
+            if header is _DAMAGED:
+                self._set_aside_all()
+            elif header is not None and header != self.header:
+                raise ConfigError(
+                    f"{self.dir}: holds results of another model or schema "
+                    f"({header.get('model_version')}); delete it or choose another --out"
+                )
+            if header is None or header is _DAMAGED:
+                _write_atomic(self.dir / _HEADER, _with_trailer(json.dumps(self.header, sort_keys=True).encode() + b"\n"))
             for trash in self.dir.parent.glob(glob.escape(self.dir.name) + ".removing-*"):
                 shutil.rmtree(trash, ignore_errors=True)  # a removal that a kill interrupted
             for leftover in self.dir.glob(f"*{_TMP_SUFFIX}"):
                 leftover.unlink(missing_ok=True)  # a part that a kill interrupted; its rows are redone
+            for part in self.parts():
+                try:
+                    _read_verified(part)
+                except DamagedPart as exc:
+                    aside = part.with_name(_DAMAGED_PREFIX + part.name)
+                    os.replace(part, aside)
+                    self.set_aside.append(SetAside(part, exc.reason, aside))
             probe = self.dir / f"probe-{os.getpid()}{_TMP_SUFFIX}"
             probe.write_bytes(b"")
             probe.unlink()
-        except json.JSONDecodeError:
-            raise ConfigError(f"{self.dir}/{_HEADER}: unreadable journal header; delete {self.dir}") from None
         except OSError as exc:
+            self.close()
             raise ConfigError(f"{self.out}: cannot write results here ({exc.strerror or exc})") from None
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Release the lock (also when the process dies: the OS drops it)."""
+        if self._lock_file is not None:
+            self._lock_file.close()
+            self._lock_file = None
+
+    def _lock(self) -> None:
+        import fcntl
+
+        handle = open(self.dir / _LOCK, "a+", encoding="ascii")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            handle.close()
+            raise ConfigError(
+                f"{self.out}: another longteng score (pid {holder}) is writing these results; "
+                "wait for it to finish or choose another --out"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        self._lock_file = handle
+
+    def _read_header(self) -> dict[str, Any] | None | object:
+        path = self.dir / _HEADER
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        try:
+            header = json.loads(_split_trailer(data, path)[0].decode("utf-8"))
+            if not isinstance(header, dict):
+                raise DamagedPart(path, "not a JSON object")
+        except (DamagedPart, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            self.set_aside.append(SetAside(path, exc.reason if isinstance(exc, DamagedPart) else "not JSON", None))
+            return _DAMAGED
+        return header
+
+    def _set_aside_all(self) -> None:
+        """A damaged header cannot say which model wrote the parts: keep them all, aside, and start over."""
+        aside = self.dir.with_name(f"{self.dir.name}.damaged-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}")
+        for part in self.parts():
+            os.makedirs(aside, exist_ok=True)
+            os.replace(part, aside / part.name)
+        damaged_header = self.dir / _HEADER
+        if damaged_header.exists():
+            os.makedirs(aside, exist_ok=True)
+            os.replace(damaged_header, aside / _HEADER)
+        self.set_aside[-1] = SetAside(self.set_aside[-1].path, self.set_aside[-1].reason, aside)
 
     def parts(self) -> list[Path]:
         return sorted(p for p in self.dir.glob(f"{_PART_PREFIX}*.jsonl"))
@@ -113,7 +189,13 @@ class Journal:
         return {row["path"]: (row.get("size"), row.get("mtime_ns")) for row in self._rows_by_age()}
 
     def write(self, rows: Sequence[dict[str, Any]]) -> Path | None:
-        return write_part(self.dir, rows)
+        try:
+            return write_part(self.dir, rows)
+        except OSError as exc:
+            raise OutputError(
+                f"{self.dir}: cannot write a journal part ({exc.strerror or exc}); "
+                "the rows journaled so far are kept, rerun the same command to resume"
+            ) from exc
 
     def assemble(self, fields: Sequence[str], on_row: Callable[[dict[str, Any]], None] | None = None) -> int:
         """Write the results file from the parts (atomically), in discovery order; return its row count.
@@ -135,7 +217,15 @@ class Journal:
                             on_row(row)
                         yield row
 
-        return write_results(self.out, fields, winning_rows())
+        try:
+            return write_results(self.out, fields, winning_rows())
+        except DamagedPart as exc:
+            raise OutputError(f"{exc.path}: journal part damaged while scoring ({exc.reason}); rerun to score its photos again") from exc
+        except OSError as exc:
+            raise OutputError(
+                f"{self.out}: cannot write the results file ({exc.strerror or exc}); "
+                f"the journal {self.dir} is kept, rerun the same command to finish"
+            ) from exc
 
     def remove(self) -> None:
         # Renamed first, so a kill during the removal never leaves a half-deleted journal
@@ -143,6 +233,7 @@ class Journal:
         trash = self.dir.with_name(self.dir.name + f".removing-{os.getpid()}")
         os.replace(self.dir, trash)
         shutil.rmtree(trash, ignore_errors=True)
+        self.close()
 
     def _rows_by_age(self) -> Iterator[dict[str, Any]]:
         for part in sorted(self.parts(), key=_part_age):
@@ -153,29 +244,81 @@ def write_part(directory: Path, rows: Sequence[dict[str, Any]]) -> Path | None:
     """One part file, complete or absent: temp file, fsync, rename, fsync of the folder.
 
     Named by its first row's index then the time, so that sorting names gives discovery order.
+    Its last line is a trailer with the row count and the sha256 of the lines before it, so
+    a part damaged later (a disk error, a stray write) is detected and scored again.
     """
     if not rows:
         return None
     name = f"{_PART_PREFIX}{rows[0]['index']:012d}-{time.time_ns():020d}-{os.getpid()}.jsonl"
     body = "".join(json.dumps(row, ensure_ascii=True, allow_nan=False) + "\n" for row in rows)
     path = Path(directory) / name
-    _write_atomic(path, body.encode("ascii"))
+    _write_atomic(path, _with_trailer(body.encode("ascii")))
     return path
 
 
+class DamagedPart(Exception):
+    """A journal file that fails its checksum; ``reason`` says how."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class SetAside:
+    """A damaged journal file, and where it was moved (None: left in place)."""
+
+    path: Path
+    reason: str
+    moved_to: Path | None
+
+
 def read_part(path: Path) -> Iterator[dict[str, Any]]:
+    """The rows of a part; raises DamagedPart if it fails its checksum (a vanished part has none)."""
     try:
-        with open(path, encoding="ascii") as handle:
-            lines = handle.readlines()
+        rows = _read_verified(path)
     except FileNotFoundError:
         return
-    for line in lines:
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # cannot happen with atomic parts; a damaged line is redone, not fatal
-        if isinstance(row, dict) and "path" in row:
-            yield row
+    yield from rows
+
+
+def _read_verified(path: Path) -> list[dict[str, Any]]:
+    body, count = _split_trailer(path.read_bytes(), path)
+    try:
+        rows = [json.loads(line) for line in body.decode("ascii").splitlines()]
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise DamagedPart(path, "rows are not JSON Lines") from None
+    if not all(isinstance(row, dict) and "path" in row for row in rows):
+        raise DamagedPart(path, "a row without a path")
+    if count != len(rows):
+        raise DamagedPart(path, f"{len(rows)} rows, its trailer says {count}")
+    return rows
+
+
+def _with_trailer(body: bytes) -> bytes:
+    rows = body.count(b"\n")
+    return body + f"{_TRAILER}rows={rows} sha256={hashlib.sha256(body).hexdigest()}\n".encode("ascii")
+
+
+def _split_trailer(data: bytes, path: Path) -> tuple[bytes, int]:
+    """(the lines before the trailer, the row count it declares), checked against its sha256."""
+    body, separator, trailer = data.rstrip(b"\n").rpartition(b"\n")
+    if not separator:
+        body, trailer = b"", data.rstrip(b"\n")
+    else:
+        body += b"\n"
+    if not trailer.startswith(_TRAILER.encode()):
+        raise DamagedPart(path, "no checksum trailer (truncated, overwritten or from an older longteng)")
+    try:
+        fields = dict(item.split(b"=", 1) for item in trailer[len(_TRAILER):].split(b" "))
+        expected = fields[b"sha256"].decode("ascii")
+        count = int(fields[b"rows"])
+    except (KeyError, ValueError, UnicodeDecodeError):
+        raise DamagedPart(path, "unreadable checksum trailer") from None
+    if hashlib.sha256(body).hexdigest() != expected:
+        raise DamagedPart(path, "checksum mismatch")
+    return body, count
 
 
 def _part_age(part: Path) -> tuple[int, str]:

@@ -7,10 +7,12 @@ Every value is a string; structured values are JSON.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from longteng.data.layout import AUTHENTICITIES, split_class_name
 from longteng.decision import OperatingPoint
 from longteng.errors import CheckpointError, ConfigError
 from longteng.focus import FocusSpec
@@ -26,6 +28,10 @@ OUTPUT_NAMES = ("logits", "probabilities", "class_maps", "embedding")
 GLANCE_INPUT_NAME = "glance_pixels"  # float32 (N, 3, G, G): the whole photo, letterboxed
 FOCUS_INPUT_NAME = "focus_pixels"  # float32 (N, 3, S, S): upright crops (longteng.focus.focus_crop)
 GLANCE_OUTPUT_NAMES = ("glance_objectness", "glance_up")
+# Bounds that no model longteng trains comes near; beyond them a value is damage or mischief.
+MAX_INPUT_SIZE = 2048
+MAX_DECODE_SHORT_SIDE = 8192
+MIN_TEMPERATURE, MAX_TEMPERATURE = 0.01, 100.0
 
 
 @dataclass(frozen=True)
@@ -98,3 +104,40 @@ class ModelMetadata:
             )
         except (KeyError, ValueError, TypeError, ConfigError) as exc:
             raise CheckpointError(f"{source}: incomplete or invalid longteng metadata ({exc})") from None
+
+    def check(self, source: str) -> None:
+        """Refuse values that parse but would change verdicts silently or blame every photo.
+
+        Each message names the metadata field. The graph-dependent checks (input sizes, class
+        count, detector shapes) are in longteng.inference.session, which sees the graph.
+        """
+        names = self.class_names
+        if len(names) < 2 or not all(isinstance(name, str) and name for name in names):
+            raise CheckpointError(f"{source}: metadata longteng.class_names must list at least two names, got {names!r}")
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise CheckpointError(f"{source}: metadata longteng.class_names repeats {', '.join(repeated)}")
+        for name in names:
+            product, authenticity = split_class_name(name)
+            if not product or authenticity not in AUTHENTICITIES:
+                raise CheckpointError(
+                    f"{source}: metadata longteng.class_names: {name!r} is not '<product>/<{'|'.join(AUTHENTICITIES)}>'"
+                )
+        if not (math.isfinite(self.temperature) and MIN_TEMPERATURE <= self.temperature <= MAX_TEMPERATURE):
+            raise CheckpointError(
+                f"{source}: metadata longteng.temperature must lie in [{MIN_TEMPERATURE}, {MAX_TEMPERATURE}], got {self.temperature!r}"
+            )
+        spec = self.preprocess
+        if spec.input_size > MAX_INPUT_SIZE:
+            raise CheckpointError(f"{source}: metadata longteng.preprocess.input_size {spec.input_size} exceeds {MAX_INPUT_SIZE}")
+        for key, values, low, high in (("mean", spec.mean, 0.0, 1.0), ("std", spec.std, 1e-3, 10.0)):
+            if not all(math.isfinite(v) and low <= v <= high for v in values):
+                raise CheckpointError(
+                    f"{source}: metadata longteng.preprocess.{key} must be three numbers in [{low}, {high}], got {list(values)}"
+                )
+        if self.focus is not None and self.focus.decode_short_side > MAX_DECODE_SHORT_SIDE:
+            raise CheckpointError(
+                f"{source}: metadata longteng.focus.decode_short_side {self.focus.decode_short_side} exceeds {MAX_DECODE_SHORT_SIDE}"
+            )
+        if not isinstance(self.model_version, str) or not self.model_version.strip():
+            raise CheckpointError(f"{source}: metadata longteng.model_version is empty")

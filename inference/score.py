@@ -52,7 +52,7 @@ from typing import Any
 
 from longteng.data.layout import sha256_file
 from longteng.errors import ConfigError
-from longteng.imageio import DEFAULT_MAX_PIXELS
+from longteng.imageio import DEFAULT_MAX_PIXELS, looks_like_image_header, read_header
 from longteng.inference.discover import DiscoveryError
 from longteng.inference.metadata import ModelMetadata
 from longteng.inference.predict import PhotoFailure, PhotoPrediction, Predictor, decode_photo
@@ -149,6 +149,9 @@ def fingerprint(path: Path) -> Fingerprint | PhotoFailure:
     if not stat.S_ISREG(info.st_mode):
         return PhotoFailure(path, "unreadable", "not a regular file")
     try:
+        # Sniffed before hashing: a 4 GB video or archive is refused at once, not after reading it all.
+        if info.st_size and not looks_like_image_header(read_header(path)):
+            return PhotoFailure(path, "not_an_image", "not an image in a supported format")
         digest = sha256_file(path)
     except OSError as exc:
         return PhotoFailure(path, "unreadable", f"cannot read file ({exc.strerror or exc})")

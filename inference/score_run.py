@@ -5,13 +5,10 @@ Library code: raises typed errors, reports progress through callbacks, prints no
 
 from __future__ import annotations
 
-import multiprocessing
 import os
-import signal
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +18,7 @@ from longteng.errors import ConfigError
 from longteng.inference.discover import DiscoveryError
 from longteng.inference.journal import Journal, require_pyarrow, results_format
 from longteng.inference.predict import PredictOptions, Predictor
+from longteng.workers import owned_pool
 from longteng.inference.score import ScoreOptions, ScoreStats, resume_key, score_fields, score_stream
 
 ENGINES = ("local", "dask")
@@ -115,20 +113,24 @@ class ScoreJob:
                 yield index, entry
 
         stats = ScoreStats()
-        if self.engine == "local":
-            self._run_local(remaining(), stats, progress)
-        else:
-            from longteng.inference.score_dask import run_dask
+        try:
+            if self.engine == "local":
+                self._run_local(remaining(), stats, progress)
+            else:
+                from longteng.inference.score_dask import run_dask
 
-            run_dask(remaining(), self.model_path, self.options, self.journal.dir, self.scheduler, stats, progress)
-        done.clear()
-        summary = ScoreSummary()
-        self.journal.assemble(self.fields, on_row=summary.add)
-        self.journal.remove()
+                run_dask(remaining(), self.model_path, self.options, self.journal.dir, self.scheduler, stats, progress)
+            done.clear()
+            summary = ScoreSummary()
+            self.journal.assemble(self.fields, on_row=summary.add)
+            self.journal.remove()
+        finally:
+            self.journal.close()
         return ScoreResult(stats, summary, skipped)
 
     def _run_local(self, entries: Iterator[Entry], stats: ScoreStats, progress: Callable[[int], None]) -> None:
-        with _decode_pool(self.options.worker_count) as pool:
+        # forkserver: no inherited onnxruntime threads or locks in the children.
+        with owned_pool(self.options.worker_count, "forkserver") as pool:
             buffer: list[dict[str, Any]] = []
             started = 0.0
             for row in score_stream(entries, self.predictor, pool, self.options, stats):
@@ -153,24 +155,3 @@ def _already_scored(entry: Path | DiscoveryError, done: dict[str, tuple]) -> boo
     if isinstance(entry, DiscoveryError):
         return True
     return resume_key(entry) == done[path]
-
-
-class _decode_pool:
-    """A process pool whose workers ignore Ctrl-C (the main process handles it) and which is
-    torn down without waiting when the run is interrupted."""
-
-    def __init__(self, workers: int) -> None:
-        methods = multiprocessing.get_all_start_methods()
-        # forkserver/spawn: no inherited onnxruntime threads or locks in the children.
-        context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
-        self.pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_worker_init)
-
-    def __enter__(self) -> ProcessPoolExecutor:
-        return self.pool
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        self.pool.shutdown(wait=exc_type is None, cancel_futures=True)
-
-
-def _worker_init() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)

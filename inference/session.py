@@ -57,6 +57,44 @@ class OnnxModel:
             expected = {GLANCE_INPUT_NAME, FOCUS_INPUT_NAME}
             if inputs != expected or any(name not in self.output_names for name in GLANCE_OUTPUT_NAMES):
                 raise CheckpointError(f"{self.path}: two-stage metadata, but the graph's inputs are {sorted(inputs)}")
+        self._check_against_graph()
+
+    def _check_against_graph(self) -> None:
+        """Metadata that parses can still contradict the graph: refuse it, naming the field."""
+        source = str(self.path)
+        self.metadata.check(source)
+        metadata = self.metadata
+        sizes = (
+            {GLANCE_INPUT_NAME: ("longteng.preprocess.input_size", metadata.preprocess.input_size),
+             FOCUS_INPUT_NAME: ("longteng.focus.input_size", metadata.focus.input_size)}
+            if metadata.focus is not None else {INPUT_NAME: ("longteng.preprocess.input_size", metadata.preprocess.input_size)}
+        )
+        for graph_input in self.session.get_inputs():
+            field, size = sizes.get(graph_input.name, (None, None))
+            if field is None:
+                raise CheckpointError(f"{source}: the graph has an unexpected input {graph_input.name!r}")
+            fixed = [d for d in graph_input.shape[2:] if isinstance(d, int)]
+            channels = graph_input.shape[1] if len(graph_input.shape) == 4 else None
+            if len(graph_input.shape) != 4 or (isinstance(channels, int) and channels != 3):
+                raise CheckpointError(f"{source}: graph input {graph_input.name!r} has shape {graph_input.shape}, expected (N, 3, H, W)")
+            if any(d != size for d in fixed):
+                raise CheckpointError(
+                    f"{source}: metadata {field} is {size}, but the graph's input {graph_input.name!r} is {graph_input.shape[2:]}"
+                )
+        outputs = {o.name: o.shape for o in self.session.get_outputs()}
+        classes = len(metadata.class_names)
+        for name in ("logits", "probabilities"):
+            width = outputs[name][-1] if outputs[name] else None
+            if isinstance(width, int) and width != classes:
+                raise CheckpointError(
+                    f"{source}: metadata longteng.class_names lists {classes} classes, the graph's {name} has {width}"
+                )
+        if metadata.unknown is not None:
+            from longteng.inference.unknown import check_detector
+
+            embedding = outputs.get("embedding")
+            width = embedding[-1] if embedding else None
+            check_detector(metadata.unknown, width if isinstance(width, int) else None, source)
 
     def run(self, pixels: np.ndarray, outputs: tuple[str, ...] = OUTPUT_NAMES) -> dict[str, np.ndarray]:
         """uint8 (N, S, S, 3) -> named outputs: single-stage photos from

@@ -98,8 +98,43 @@ def encode_array(array: np.ndarray) -> dict[str, Any]:
 def decode_array(encoded: Mapping[str, Any]) -> np.ndarray:
     if encoded.get("dtype") != "float32":
         raise ValueError(f"array dtype {encoded.get('dtype')!r} unsupported (float32 only)")
-    flat = np.frombuffer(base64.b64decode(encoded["data"]), dtype="<f4")
+    flat = np.frombuffer(base64.b64decode(encoded["data"], validate=True), dtype="<f4")
     return flat.reshape([int(n) for n in encoded["shape"]])
+
+
+def check_detector(detector: UnknownDetector, embedding_size: int | None, source: str) -> None:
+    """Refuse a detector whose parameters would silently switch it off or blame every photo:
+    a NaN or infinite threshold (every comparison False), non-finite or non-positive variances,
+    arrays whose shapes do not fit each other or the graph's embedding."""
+    field = f"{source}: metadata longteng.unknown"
+    if detector.method not in METHODS:
+        raise CheckpointError(f"{field}.method {detector.method!r} unknown; allowed: {', '.join(METHODS)}")
+    if not np.isfinite(detector.threshold):
+        raise CheckpointError(f"{field}.threshold must be a finite number, got {detector.threshold!r}")
+    parameters = detector.parameters
+    try:
+        if detector.method == ENERGY:
+            temperature = float(parameters.get("temperature", 1.0))
+            if not (np.isfinite(temperature) and temperature > 0):
+                raise ValueError(f"temperature must be finite and positive, got {temperature!r}")
+            return
+        means = decode_array(parameters["means"])
+        basis = decode_array(parameters["basis"])
+        variances = decode_array(parameters["variances"])
+        residual_variance = float(parameters["residual_variance"])
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise CheckpointError(f"{field}.parameters invalid ({exc})") from None
+    features = means.shape[1] if means.ndim == 2 else -1
+    if features < 1 or basis.ndim != 2 or basis.shape[0] != features or variances.shape != (basis.shape[1],):
+        raise CheckpointError(
+            f"{field}.parameters: shapes do not fit (means {means.shape}, basis {basis.shape}, variances {variances.shape})"
+        )
+    if embedding_size is not None and features != embedding_size:
+        raise CheckpointError(f"{field}.parameters: means have {features} features, the graph's embedding {embedding_size}")
+    if not all(np.isfinite(a).all() for a in (means, basis, variances)):
+        raise CheckpointError(f"{field}.parameters: arrays hold NaN or infinite values")
+    if not (np.all(variances > 0) and np.isfinite(residual_variance) and residual_variance > 0):
+        raise CheckpointError(f"{field}.parameters: variances must be finite and positive")
 
 
 def _output(outputs: Mapping[str, np.ndarray], name: str) -> np.ndarray:

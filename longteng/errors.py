@@ -52,3 +52,10 @@ class ConfigError(LongtengError):
 
 class CheckpointError(LongtengError):
     """A checkpoint or model file is missing, corrupt, unsafe or incompatible."""
+
+
+class OutputError(LongtengError):
+    """Results could not be written (disk full, folder made read-only, I/O error) after work began.
+
+    What was journaled is safe; the message says how to resume.
+    """

@@ -18,8 +18,44 @@ from longteng.errors import ImageLoadError
 DEFAULT_MAX_PIXELS = 100_000_000
 
 IMAGE_EXTENSIONS = frozenset(
-    {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".heic", ".heif"}
+    # .mpo: the multi-picture JPEG of stereo and some phone cameras (Pillow reads its first frame).
+    {".jpg", ".jpeg", ".mpo", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".heic", ".heif"}
 )
+# The largest --max-pixels accepted: a 1000 MP photo already needs 3 GB as RGB.
+MAX_PIXELS_LIMIT = 1_000_000_000
+
+# The loader enforces its own pixel limit (max_pixels) from the header, before decoding;
+# Pillow's fixed one (about 179 MP) would refuse a photo the user explicitly allowed.
+Image.MAX_IMAGE_PIXELS = None
+
+# Leading bytes of the formats Pillow (and pillow-heif) open; enough to tell a photo from a
+# text file or an archive without decoding (or hashing) it.
+_SIGNATURES = (
+    b"\xff\xd8\xff",  # JPEG (and MPO)
+    b"\x89PNG\r\n\x1a\n",
+    b"GIF87a",
+    b"GIF89a",
+    b"BM",
+    b"II*\x00",  # TIFF, little-endian
+    b"MM\x00*",  # TIFF, big-endian
+)
+_HEIF_BRANDS = (b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1", b"avif")
+HEADER_BYTES = 16  # what looks_like_image_header needs
+
+
+def looks_like_image_header(head: bytes) -> bool:
+    """Whether a file's first HEADER_BYTES bytes are those of a format the loader opens."""
+    if head.startswith(_SIGNATURES):
+        return True
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return True
+    return head[4:8] == b"ftyp" and head[8:12] in _HEIF_BRANDS
+
+
+def read_header(path: Path | str) -> bytes:
+    """The first HEADER_BYTES bytes of a file (OSError if it cannot be read)."""
+    with open(path, "rb") as handle:
+        return handle.read(HEADER_BYTES)
 
 # Background that transparent pixels are composited onto (packing-table white).
 _ALPHA_BACKGROUND = (255, 255, 255)
@@ -83,17 +119,22 @@ def _load(path: Path, draft_short_side: int | None, max_pixels: int) -> tuple[Im
         )
 
     with warnings.catch_warnings():
-        # We enforce our own pixel limit below; Pillow's warning would only be noise.
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        # Pillow warns about corrupt EXIF blocks, odd chunks and big images: the loader decides
+        # what is a problem (and reports it as an error); its warnings would only leak to stderr.
+        warnings.simplefilter("ignore")
         try:
             image = Image.open(path)
         except UnidentifiedImageError:
+            if _starts_like_image(path):
+                raise ImageLoadError(path, "truncated", "the file starts like a photo but its header is cut short or damaged") from None
             raise ImageLoadError(path, "not_an_image", "not an image in a supported format") from None
         except Image.DecompressionBombError as exc:
             raise ImageLoadError(path, "too_large", f"decompression-bomb guard: {exc}") from None
         except PermissionError:
             raise ImageLoadError(path, "unreadable", "permission denied") from None
         except OSError as exc:
+            if "truncat" in str(exc).lower():
+                raise ImageLoadError(path, "truncated", f"truncated image header ({exc})") from None
             raise ImageLoadError(path, "unreadable", f"cannot open ({exc})") from None
 
         width, height = image.size
@@ -105,7 +146,7 @@ def _load(path: Path, draft_short_side: int | None, max_pixels: int) -> tuple[Im
                 f"{width}x{height} = {width * height / 1e6:.0f} MP exceeds the {max_pixels / 1e6:.0f} MP "
                 "decompression-bomb guard",
             )
-        if draft_short_side is not None and image.format == "JPEG":
+        if draft_short_side is not None and image.format in ("JPEG", "MPO"):
             # Orientation-agnostic request: the short side keeps >= the requested size.
             image.draft("RGB", (draft_short_side, draft_short_side))
         try:
@@ -116,11 +157,17 @@ def _load(path: Path, draft_short_side: int | None, max_pixels: int) -> tuple[Im
             text = str(exc)
             reason = "truncated" if "truncat" in text.lower() else "corrupt"
             raise ImageLoadError(path, reason, f"{reason} image data ({text})") from None
-
-    upright = _apply_exif_orientation(image)
+        upright = _apply_exif_orientation(image)
     if upright.size != image.size and upright.size == image.size[::-1]:
         width, height = height, width
     return to_rgb(upright), (width, height)
+
+
+def _starts_like_image(path: Path) -> bool:
+    try:
+        return looks_like_image_header(read_header(path))
+    except OSError:
+        return False
 
 
 def _apply_exif_orientation(image: Image.Image) -> Image.Image:

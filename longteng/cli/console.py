@@ -20,7 +20,9 @@ def err() -> Console:
 
 
 def warn(message: str) -> None:
-    err().print(f"[yellow]warning:[/] {message}", markup=True, highlight=False)
+    from rich.markup import escape
+
+    err().print(f"[yellow]warning:[/] {escape(message)}", markup=True, highlight=False)
 
 
 def info(message: str) -> None:

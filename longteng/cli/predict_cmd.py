@@ -133,13 +133,23 @@ def _check_usage(
             usage_error(option, f"{value!r} unknown; allowed: {', '.join(allowed)}")
 
 
-def check_counts(*, threads: int, batch_size: int, max_pixels: int | None) -> None:
-    if threads < 0:
-        usage_error("--threads", f"must be 0 (all cores) or more, got {threads}")
-    if batch_size < 1:
-        usage_error("--batch-size", f"must be at least 1, got {batch_size}")
-    if max_pixels is not None and max_pixels < 1:
-        usage_error("--max-pixels", f"must be at least 1, got {max_pixels}")
+# Beyond these a count only exhausts the machine (onnxruntime crashes on 100000 threads).
+MAX_THREADS = 256
+MAX_WORKERS = 256
+MAX_BATCH_SIZE = 1024
+
+
+def check_counts(*, threads: int, batch_size: int, max_pixels: int | None, workers: int = 0) -> None:
+    from longteng.imageio import MAX_PIXELS_LIMIT
+
+    if not 0 <= threads <= MAX_THREADS:
+        usage_error("--threads", f"must be 0 (all cores) to {MAX_THREADS}, got {threads}")
+    if not 0 <= workers <= MAX_WORKERS:
+        usage_error("--workers", f"must be 0 (all cores) to {MAX_WORKERS}, got {workers}")
+    if not 1 <= batch_size <= MAX_BATCH_SIZE:
+        usage_error("--batch-size", f"must be 1 to {MAX_BATCH_SIZE}, got {batch_size}")
+    if max_pixels is not None and not 1 <= max_pixels <= MAX_PIXELS_LIMIT:
+        usage_error("--max-pixels", f"must be 1 to {MAX_PIXELS_LIMIT} (a {MAX_PIXELS_LIMIT // 10**6} MP photo needs 3 GB), got {max_pixels}")
 
 
 def usage_error(option: str, message: str) -> None:

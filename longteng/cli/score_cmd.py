@@ -16,6 +16,7 @@ import typer
 
 from longteng.cli import console, exitcodes
 from longteng.cli.predict_cmd import check_counts, usage_error, resolve_model_path
+from longteng.cli.predict_view import display_text
 
 EPILOG = (
     "Formats (by the extension of --out): .csv for spreadsheets (up to a few hundred thousand rows); "
@@ -40,7 +41,7 @@ def score_command(
         None, "--model", "-m", help="Exported model (.onnx). Default: $LONGTENG_MODEL, else runs/demo/model.onnx."
     ),
     from_list: Optional[str] = typer.Option(
-        None, "--from-list", help="Also score the paths in this file, one per line ('-': standard input)."
+        None, "--from-list", help="Also score the paths in this file, one per line or NUL-separated as find -print0 writes ('-': standard input)."
     ),
     include: list[str] = typer.Option([], "--include", help="Only photos whose path or name matches this glob (repeatable)."),
     exclude: list[str] = typer.Option([], "--exclude", help="Skip photos whose path or name matches this glob (repeatable)."),
@@ -68,11 +69,9 @@ def score_command(
     from longteng.inference.score_run import ENGINES
     from longteng.inference.session import PROVIDER_NAMES
 
-    check_counts(threads=threads, batch_size=batch_size, max_pixels=max_pixels)
+    check_counts(threads=threads, batch_size=batch_size, max_pixels=max_pixels, workers=workers)
     if part_size < 1:
         usage_error("--part-size", f"must be at least 1, got {part_size}")
-    if workers < 0:
-        usage_error("--workers", f"must be 0 (all cores) or more, got {workers}")
     if engine not in ENGINES:
         usage_error("--engine", f"{engine!r} unknown; allowed: {', '.join(ENGINES)}")
     if scheduler is not None and engine != "dask":
@@ -95,6 +94,9 @@ def score_command(
     list_lines = _read_list_file(from_list)
     # Everything fatal happens here, before the first photo is touched.
     job = ScoreJob(resolve_model_path(model), out, options, engine=engine, scheduler=scheduler)
+    for damaged in job.journal.set_aside:
+        where = f"moved to {display_text(str(damaged.moved_to))}" if damaged.moved_to else "ignored"
+        console.warn(f"{display_text(str(damaged.path))}: damaged journal file ({damaged.reason}); {where}, its photos are scored again")
 
     def entries() -> Iterator:
         from longteng.inference.discover import DiscoveryOptions, discover, filter_globs, read_list
@@ -121,13 +123,17 @@ def _read_list_file(from_list: str | None) -> list[str] | None:
         return None
     from longteng.errors import ConfigError
 
-    if from_list == "-":
-        return sys.stdin.read().splitlines()
     try:
-        with open(from_list, encoding="utf-8", errors="surrogateescape") as handle:
-            return handle.read().splitlines()
+        if from_list == "-":
+            data = sys.stdin.buffer.read()
+        else:
+            with open(from_list, "rb") as handle:
+                data = handle.read()
     except OSError as exc:
         raise ConfigError(f"--from-list {from_list}: cannot read ({exc.strerror or exc})") from None
+    text = data.decode("utf-8", "surrogateescape")
+    # NUL-separated, as `find -print0` writes it (names may then hold newlines), else lines.
+    return [name for name in text.split("\0") if name] if "\0" in text else text.splitlines()
 
 
 @contextlib.contextmanager

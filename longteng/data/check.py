@@ -8,12 +8,11 @@ and never stops the check.
 from __future__ import annotations
 
 import dataclasses
-import multiprocessing
 import os
 import posixpath
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from longteng.data.layout import (
     sha256_file,
 )
 from longteng.data.phash import close_pairs, hashes_to_words, perceptual_hash
+from longteng.workers import owned_pool
 from longteng.errors import ConfigError, ImageLoadError, UnusableFile
 from longteng.imageio import is_image_path, load_image
 
@@ -261,8 +261,7 @@ def _inspect_all(
     by_chunk: list[list[FileInspection]] = [[] for _ in chunks]
     done = 0
     # spawn, not fork: the caller may have threads (or torch) loaded, which fork does not survive.
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=min(workers, len(chunks)), mp_context=context) as pool:
+    with owned_pool(min(workers, len(chunks)), "spawn") as pool:
         futures = {
             pool.submit(_inspect_chunk, str(root), chunk, hash_size): index for index, chunk in enumerate(chunks)
         }

@@ -7,15 +7,14 @@ manifest.csv last, so an interrupted run never leaves a manifest that lies.
 from __future__ import annotations
 
 import hashlib
-import multiprocessing
 import os
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from longteng.workers import owned_pool
 from longteng.data.layout import AUTHENTICITIES, MANIFEST_NAME, SPLITS, Record, format_tells, write_manifest
 from longteng.data.synth.config import SynthConfig
 from longteng.data.synth.designs import PRODUCTS
@@ -106,8 +105,7 @@ def _run(config: SynthConfig, out: Path, plans: list[ImagePlan], workers: int) -
             yield _write_photo(config, out, plan)
         return
     # spawn: the same behaviour on every platform, and no fork of a threaded parent.
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+    with owned_pool(workers, "spawn") as pool:
         count = len(plans)
         yield from pool.map(_write_photo, [config] * count, [out] * count, plans, chunksize=_CHUNK_SIZE)
 
