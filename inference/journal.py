@@ -44,7 +44,6 @@ _HEADER = "journal.json"
 _PART_PREFIX = "part-"
 _TMP_SUFFIX = ".tmp"
 _LOCK = "lock"
-_DAMAGED_PREFIX = "damaged-"
 _TRAILER = "#longteng-journal "
 _DAMAGED = object()  # _read_header's answer for a header that fails its check
 _PARQUET_ROWS = 4096
@@ -81,6 +80,7 @@ class Journal:
         self.dir = parts_dir(self.out)
         self.header = {"schema_version": SCHEMA_VERSION, **header}
         self.set_aside: list[SetAside] = []
+        self._aside_dir: Path | None = None
         self._lock_file = None
 
     def open(self) -> None:
@@ -111,9 +111,7 @@ class Journal:
                 try:
                     _read_verified(part)
                 except DamagedPart as exc:
-                    aside = part.with_name(_DAMAGED_PREFIX + part.name)
-                    os.replace(part, aside)
-                    self.set_aside.append(SetAside(part, exc.reason, aside))
+                    self._set_aside(part, exc.reason)
             probe = self.dir / f"probe-{os.getpid()}{_TMP_SUFFIX}"
             probe.write_bytes(b"")
             probe.unlink()
@@ -161,21 +159,23 @@ class Journal:
             if not isinstance(header, dict):
                 raise DamagedPart(path, "not a JSON object")
         except (DamagedPart, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            self.set_aside.append(SetAside(path, exc.reason if isinstance(exc, DamagedPart) else "not JSON", None))
+            self._set_aside(path, exc.reason if isinstance(exc, DamagedPart) else "not JSON")
             return _DAMAGED
         return header
 
     def _set_aside_all(self) -> None:
-        """A damaged header cannot say which model wrote the parts: keep them all, aside, and start over."""
-        aside = self.dir.with_name(f"{self.dir.name}.damaged-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}")
+        """A damaged header cannot say which model wrote the parts: all of them are set aside."""
         for part in self.parts():
-            os.makedirs(aside, exist_ok=True)
-            os.replace(part, aside / part.name)
-        damaged_header = self.dir / _HEADER
-        if damaged_header.exists():
-            os.makedirs(aside, exist_ok=True)
-            os.replace(damaged_header, aside / _HEADER)
-        self.set_aside[-1] = SetAside(self.set_aside[-1].path, self.set_aside[-1].reason, aside)
+            self._set_aside(part, "written under a damaged header")
+
+    def _set_aside(self, path: Path, reason: str) -> None:
+        """Move a damaged journal file out of the journal (kept for inspection, never read again)."""
+        if self._aside_dir is None:
+            self._aside_dir = self.dir.with_name(f"{self.dir.name}.damaged-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}")
+            self._aside_dir.mkdir(exist_ok=True)
+        moved = self._aside_dir / path.name
+        os.replace(path, moved)
+        self.set_aside.append(SetAside(path, reason, moved))
 
     def parts(self) -> list[Path]:
         return sorted(p for p in self.dir.glob(f"{_PART_PREFIX}*.jsonl"))
@@ -267,11 +267,11 @@ class DamagedPart(Exception):
 
 @dataclass(frozen=True)
 class SetAside:
-    """A damaged journal file, and where it was moved (None: left in place)."""
+    """A damaged journal file, and where it was moved to."""
 
     path: Path
     reason: str
-    moved_to: Path | None
+    moved_to: Path
 
 
 def read_part(path: Path) -> Iterator[dict[str, Any]]:

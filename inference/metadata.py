@@ -43,6 +43,16 @@ class UnknownDetector:
     parameters: dict[str, Any] = field(default_factory=dict)
 
 
+_REQUIRED = object()
+
+
+def _unknown_detector(text: str) -> UnknownDetector | None:
+    data = json.loads(text)
+    if data is None:
+        return None
+    return UnknownDetector(data["method"], float(data["threshold"]), dict(data.get("parameters", {})))
+
+
 @dataclass(frozen=True)
 class ModelMetadata:
     class_names: list[str]
@@ -87,23 +97,28 @@ class ModelMetadata:
     def from_props(cls, props: Mapping[str, str], source: str = "model") -> "ModelMetadata":
         if props.get("longteng.format") != FORMAT:
             raise CheckpointError(f"{source}: not a longteng model file (metadata format {FORMAT} missing)")
-        try:
-            unknown = json.loads(props["longteng.unknown"])
-            return cls(
-                class_names=list(json.loads(props["longteng.class_names"])),
-                preprocess=PreprocessSpec.from_json(props["longteng.preprocess"]),
-                temperature=float(props["longteng.temperature"]),
-                operating_point=OperatingPoint.from_dict(json.loads(props["longteng.operating_point"])),
-                unknown=None if unknown is None else UnknownDetector(
-                    unknown["method"], float(unknown["threshold"]), dict(unknown.get("parameters", {}))
-                ),
-                model_version=props["longteng.model_version"],
-                provenance=json.loads(props["longteng.provenance"]),
-                focus=FocusSpec.from_json(props["longteng.focus"]) if "longteng.focus" in props else None,
-                glance_trained=bool(json.loads(props.get("longteng.glance_trained", "false"))),
-            )
-        except (KeyError, ValueError, TypeError, ConfigError) as exc:
-            raise CheckpointError(f"{source}: incomplete or invalid longteng metadata ({exc})") from None
+
+        def parse(key: str, convert, default: Any = _REQUIRED) -> Any:
+            if key not in props:
+                if default is _REQUIRED:
+                    raise CheckpointError(f"{source}: metadata {key} is missing")
+                return default
+            try:
+                return convert(props[key])
+            except (KeyError, ValueError, TypeError, AttributeError, ConfigError) as exc:
+                raise CheckpointError(f"{source}: metadata {key} is invalid ({exc})") from None
+
+        return cls(
+            class_names=parse("longteng.class_names", lambda text: list(json.loads(text))),
+            preprocess=parse("longteng.preprocess", PreprocessSpec.from_json),
+            temperature=parse("longteng.temperature", float),
+            operating_point=parse("longteng.operating_point", lambda text: OperatingPoint.from_dict(json.loads(text))),
+            unknown=parse("longteng.unknown", _unknown_detector),
+            model_version=parse("longteng.model_version", str),
+            provenance=parse("longteng.provenance", json.loads),
+            focus=parse("longteng.focus", FocusSpec.from_json, None),
+            glance_trained=parse("longteng.glance_trained", lambda text: bool(json.loads(text)), False),
+        )
 
     def check(self, source: str) -> None:
         """Refuse values that parse but would change verdicts silently or blame every photo.

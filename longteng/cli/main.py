@@ -44,6 +44,9 @@ def _root(
     """Tell genuine goods from counterfeits in inspection photos."""
 
 
+INTERRUPTED_MESSAGE = "interrupted (score keeps what it journaled: rerun the same command to resume)"
+
+
 def _interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
@@ -61,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         exc.show()
         return exitcodes.USAGE
     except (typer.Abort, KeyboardInterrupt):
-        print("interrupted", file=sys.stderr)
+        print(INTERRUPTED_MESSAGE, file=sys.stderr)
         return exitcodes.INTERRUPTED
     except OutputError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -81,6 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+    if result == exitcodes.INTERRUPTED:
+        # typer catches Ctrl-C itself and, outside standalone mode, returns 130 without a word.
+        print(INTERRUPTED_MESSAGE, file=sys.stderr)
     return result if isinstance(result, int) else exitcodes.OK
 
 

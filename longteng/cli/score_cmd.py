@@ -95,8 +95,10 @@ def score_command(
     # Everything fatal happens here, before the first photo is touched.
     job = ScoreJob(resolve_model_path(model), out, options, engine=engine, scheduler=scheduler)
     for damaged in job.journal.set_aside:
-        where = f"moved to {display_text(str(damaged.moved_to))}" if damaged.moved_to else "ignored"
-        console.warn(f"{display_text(str(damaged.path))}: damaged journal file ({damaged.reason}); {where}, its photos are scored again")
+        console.warn(
+            f"{display_text(str(damaged.path))}: damaged journal file ({damaged.reason}); "
+            f"moved to {display_text(str(damaged.moved_to))}, its photos are scored again"
+        )
 
     def entries() -> Iterator:
         from longteng.inference.discover import DiscoveryOptions, discover, filter_globs, read_list
