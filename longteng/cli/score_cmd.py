@@ -26,7 +26,8 @@ EPILOG = (
     "and it scores only what is missing. "
     f"Exit codes: {exitcodes.OK} every photo scored; {exitcodes.PARTIAL} finished, some rows are errors "
     f"(error column says why); {exitcodes.ERROR} fatal before any work (model missing or invalid, --out "
-    f"not writable, optional extra missing); {exitcodes.USAGE} invalid command line; "
+    f"not writable, optional extra missing, another run on --out); {exitcodes.USAGE} invalid command line; "
+    f"{exitcodes.OUTPUT} results could not be written mid-run (disk full, read-only; rerun to resume); "
     f"{exitcodes.INTERRUPTED} interrupted (rerun to resume). Columns: longteng/inference/score.py."
 )
 
