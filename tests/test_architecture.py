@@ -14,10 +14,12 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 # Folder -> the longteng packages its modules may not import.
 FORBIDDEN = {
-    "model": ("longteng.training", "longteng.export", "longteng.inference", "longteng.cli"),
-    "training": ("longteng.export", "longteng.inference.predict", "longteng.inference.score", "longteng.cli"),
-    "export": ("longteng.cli",),
-    "inference": ("longteng.model", "longteng.training", "longteng.export", "longteng.cli"),
+    "model": ("longteng.training", "longteng.export", "longteng.inference", "longteng.cli", "longteng.station"),
+    "training": ("longteng.export", "longteng.inference.predict", "longteng.inference.score", "longteng.cli", "longteng.station"),
+    "export": ("longteng.cli", "longteng.station"),
+    "inference": ("longteng.model", "longteng.training", "longteng.export", "longteng.cli", "longteng.station"),
+    # The station serves the runtime: it may use inference, never training, export or torch.
+    "station": ("longteng.model", "longteng.training", "longteng.export", "longteng.cli", "torch"),
     "longteng/data": ("longteng.model", "longteng.training", "longteng.export", "longteng.inference", "longteng.cli"),
 }
 
