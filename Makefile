@@ -18,7 +18,11 @@ DEMO_TRAIN ?= --focus-size 320 --workers 2
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip setuptools wheel
-	$(BIN)/python -m pip install --quiet -e '.[train,dev,dask,heif]'
+	$(BIN)/python -m pip install --quiet -e '.[train,dev,dask,heif,serve]'
+	@# The station's browser test drives Debian's Chromium (Playwright never downloads a browser here).
+	@command -v chromium >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+		echo "chromium could not be installed: the station's browser test will skip"
 	touch $(STAMP)
 
 install: $(STAMP)
