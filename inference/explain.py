@@ -39,7 +39,7 @@ from PIL import Image
 from longteng.data.layout import split_class_name
 from longteng.decision import GENUINE, REFER, Decision
 from longteng.errors import ConfigError
-from longteng.imageio import DEFAULT_MAX_PIXELS, load_image
+from longteng.imageio import DEFAULT_MAX_PIXELS, load_decoded, load_image
 from longteng.preprocess import PreprocessSpec, content_box
 
 if TYPE_CHECKING:
@@ -68,8 +68,13 @@ class ExplainOptions:
     image_format: str = "jpg"
     opacity: float = 0.6  # of the colour at full heat
     max_pixels: int = DEFAULT_MAX_PIXELS
+    # Longest side of the overlay (None: the photo's own size). A phone page needs no 12 MP
+    # overlay: the station draws 1600 px, decoding the JPEG at a reduced scale for it.
+    max_side: int | None = None
 
     def __post_init__(self) -> None:
+        if self.max_side is not None and self.max_side < 64:
+            raise ConfigError(f"heatmap max side must be at least 64, got {self.max_side}")
         if self.image_format not in FORMATS:
             raise ConfigError(f"heatmap format {self.image_format!r} unknown; allowed: {', '.join(FORMATS)}")
         if not 0.0 < self.opacity <= 1.0:
@@ -95,7 +100,11 @@ def write_overlay(
 
     Raises ImageLoadError if the photo cannot be decoded again, OSError if writing fails.
     """
-    photo = load_image(path, max_pixels=options.max_pixels)
+    if options.max_side is None:
+        photo = load_image(path, max_pixels=options.max_pixels)
+    else:
+        photo = load_decoded(path, min_short_side=options.max_side // 2, max_pixels=options.max_pixels)[0]
+        photo.thumbnail((options.max_side, options.max_side), Image.Resampling.LANCZOS)
     heat = evidence_map(class_maps, decision, class_names)
     if view is not None and focus is not None:
         overlay = blend_focus(photo, heat, view, focus, options.opacity)

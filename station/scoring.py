@@ -21,6 +21,9 @@ from longteng.inference.predict import PhotoFailure, PhotoPrediction, PredictOpt
 from longteng.inference.records import failure_record, photo_record
 
 
+HEATMAP_SIDE = 1600  # px, the longest side of the overlays the pages show
+
+
 @dataclass(frozen=True)
 class ScoringOptions:
     batch_size: int = 8
@@ -32,9 +35,11 @@ class ScoringOptions:
 class Scorer:
     def __init__(self, model_path: Path, heatmap_dir: Path, options: ScoringOptions = ScoringOptions()) -> None:
         self.options = options
-        self.predictor = Predictor(model_path, PredictOptions(threads=options.threads, max_pixels=options.max_pixels))
+        # Not spinning: request threads decode photos on the same cores while the model idles
+        # between batches (as score's local engine; bench/bench_station.py measures it).
+        self.predictor = Predictor(model_path, PredictOptions(threads=options.threads, max_pixels=options.max_pixels, spin=False))
         self.metadata = self.predictor.metadata
-        self.explain = ExplainOptions(Path(heatmap_dir), "jpg", max_pixels=options.max_pixels)
+        self.explain = ExplainOptions(Path(heatmap_dir), "jpg", max_pixels=options.max_pixels, max_side=HEATMAP_SIDE)
         self._queue: queue.Queue = queue.Queue()
         self.batches: list[int] = []  # sizes of the batches run (the station's own statistics)
         self._thread = threading.Thread(target=self._loop, name="longteng-batcher", daemon=True)

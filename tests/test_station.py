@@ -306,3 +306,18 @@ def test_an_officer_on_a_phone_logs_in_opens_a_case_and_sees_the_verdict(tmp_pat
     finally:
         os.killpg(server.pid, signal.SIGKILL)
         server.wait()
+
+
+def test_heatmaps_for_the_phone_page_are_at_most_1600_px(station, tmp_path):
+    from PIL import Image
+
+    from longteng.station.scoring import HEATMAP_SIDE
+
+    case_id = new_case(station)
+    wide = tmp_path / "wide.jpg"
+    picture(41, (2000, 480)).save(wide, quality=40)  # under the fixture's 1 MP and 200 kB
+    answer = upload(station, case_id, wide).json()
+    heatmap = station.get(answer["heatmap_url"], headers=bearer(station, "anna"))
+    import io
+
+    assert Image.open(io.BytesIO(heatmap.content)).size == (HEATMAP_SIDE, 384)
