@@ -67,6 +67,17 @@ def add_user(db: Database, name: str, role: str, password: str) -> tuple[User, s
     return User(user_id, name, role), f"{user_id}.{secret}"
 
 
+def remove_user(db: Database, name: str) -> None:
+    """Lock an account out for good (the row stays: cases, photos and reviews name it)."""
+    with db.transaction() as connection:
+        row = connection.execute("SELECT id FROM users WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            raise ConfigError(f"no user {name!r}")
+        connection.execute("UPDATE users SET password_hash = '!', token_hash = '!', role = 'removed' WHERE id = ?", (row["id"],))
+        connection.execute("DELETE FROM sessions WHERE user_id = ?", (row["id"],))
+    db.audit("cli", "user.remove", name)
+
+
 class Authenticator:
     """Checks tokens, passwords and sessions; remembers tokens it verified (the slow hash once
     per token per server run) and limits failed logins."""
@@ -90,7 +101,7 @@ class Authenticator:
             with self._lock:
                 self._verified[key] = row["id"]
             return user_of(row)
-        row = self.db.one("SELECT * FROM users WHERE id = ?", user_id)
+        row = self.db.one("SELECT * FROM users WHERE id = ? AND role != 'removed'", user_id)
         return None if row is None else user_of(row)
 
     def login_allowed(self, remote: str, name: str) -> bool:

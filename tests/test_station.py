@@ -321,3 +321,10 @@ def test_heatmaps_for_the_phone_page_are_at_most_1600_px(station, tmp_path):
     import io
 
     assert Image.open(io.BytesIO(heatmap.content)).size == (HEATMAP_SIDE, 384)
+
+
+def test_a_removed_account_is_locked_out_at_once(station):
+    assert station.get("/api/v1/cases", headers=bearer(station, "ben")).status_code == 200  # token now cached
+    assert main(["users", "remove", "ben", "--data", str(station.data)]) == exitcodes.OK
+    assert station.get("/api/v1/cases", headers=bearer(station, "ben")).status_code == 401
+    assert _login(station, "ben").headers["location"] == "/login?failed=1"

@@ -81,6 +81,28 @@ def add_user_command(
     typer.echo(token)
 
 
+@users_app.command("list")
+def list_users_command(data: Path = typer.Option(..., "--data", help="Station folder.")) -> None:
+    """The station's accounts: name, role, created."""
+    from longteng.station.db import Database
+
+    for row in Database(data).query("SELECT name, role, created_at FROM users ORDER BY id"):
+        typer.echo(f"{row['name']}\t{row['role']}\t{row['created_at']}")
+
+
+@users_app.command("remove")
+def remove_user_command(
+    name: str = typer.Argument(..., help="Login name."),
+    data: Path = typer.Option(..., "--data", help="Station folder."),
+) -> None:
+    """Close an account: its token and sessions stop working at once; its cases and reviews stay, as evidence."""
+    from longteng.station.accounts import remove_user
+    from longteng.station.db import Database
+
+    remove_user(Database(data), name)
+    console.info(f"removed {name}: its token and sessions no longer work")
+
+
 @station_app.command("export-dataset")
 def export_dataset_command(
     out: Path = typer.Argument(..., help="New dataset folder."),
