@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from longteng.data.layout import Record
+from longteng.workers import worker_init
 from longteng.errors import ImageLoadError, UnusableFile
 from longteng.preprocess import PreprocessSpec, load_resized
 
@@ -100,7 +101,8 @@ def map_in_processes(function: Callable, jobs: list, workers: int, *, chunksize:
         return
     # spawn: safe beside torch threads and identical on every platform.
     context = multiprocessing.get_context("spawn")
-    pool = context.Pool(workers)
+    # Workers that die with this process (longteng.workers), even after a kill -9 of training.
+    pool = context.Pool(workers, initializer=worker_init, initargs=(os.getpid(),))
     try:
         yield from pool.imap(function, jobs, chunksize=chunksize)
     finally:
