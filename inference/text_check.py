@@ -33,7 +33,9 @@ import numpy as np
 from longteng.errors import ConfigError
 
 # OCR reads below this confidence are not evidence (blur, glare, occlusion).
-MIN_CONFIDENCE = 0.9
+MIN_CONFIDENCE = 0.95
+# Glyphs OCR confuses with digits (and the reverse): in a format they match either class.
+_AMBIGUOUS = frozenset("OBIlS")  # letters OCR reads as digits (and digits it reads as them)
 MIN_LENGTH = 3
 # A text must have been read on at least this share of a product's references to be registered.
 MIN_SUPPORT = 0.05
@@ -103,33 +105,55 @@ class TextRegistry:
             return None
         found = []
         for read in _usable(reads):
-            if _has_digit(read.text):
-                candidates, key, kind = entry["formats"], shape(read.text), "format"
-            else:
-                candidates, key, kind = entry["words"], read.text, "spelling"
-            if not candidates or key in candidates:
+            text = read.text
+            if text in entry["words"]:
                 continue
-            distance, nearest = min((edit_distance(key, c), c) for c in candidates)
-            # A word: one or two characters off. A format: anything closer to a registered
-            # format than to nothing (serial formats differ by more than a character).
-            limit = max(1, min(2, len(nearest) // 4)) if kind == "spelling" else max(2, len(nearest) // 2)
-            if 0 < distance <= limit:
-                expected = nearest if kind == "spelling" else f"format {nearest}"
-                found.append(TextMismatch(read.text, expected, kind, read.confidence, read.box))
+            # A word one or two glyphs off (N0VALYNK: a digit for a letter is still a word);
+            # a shorter read is a word cut off by an occlusion, not a misspelling.
+            near_words = [(edit_distance(text, w), w) for w in entry["words"] if len(w) == len(text)]
+            distance, nearest = min(near_words, default=(0, ""))
+            if 0 < distance <= max(1, min(2, len(nearest) // 4)):
+                found.append(TextMismatch(text, nearest, "spelling", read.confidence, read.box))
+                continue
+            if not _has_digit(text) or not entry["formats"]:
+                continue
+            key = shape(text)
+            if key in entry["formats"]:
+                continue
+            # A format: anything closer to a registered format than to nothing (the formats
+            # a counterfeiter prints differ by more than a character from the brand's).
+            distance, nearest = min((edit_distance(key, f, wildcard="?"), f) for f in entry["formats"])
+            if 0 < distance <= max(2, len(nearest) // 2):
+                found.append(TextMismatch(text, f"format {nearest}", "format", read.confidence, read.box))
         return max(found, key=lambda m: m.confidence, default=None)
 
 
 def shape(text: str) -> str:
-    """Letters -> A (upper case) or a (lower case), digits -> 9, the rest kept."""
-    return "".join(("A" if c.isupper() else "a") if c.isalpha() else "9" if c.isdigit() else c for c in text)
+    """A text's format: letters -> A (upper case) or a (lower case), digits -> 9, a glyph OCR
+    confuses between the two -> ?, runs of digits -> one 9 (a capacity or serial has as many
+    digits as it needs), spaces dropped (OCR inserts and loses them), the rest kept."""
+    out: list[str] = []
+    for c in text.replace(" ", ""):
+        code = "?" if c in _AMBIGUOUS else ("A" if c.isupper() else "a") if c.isalpha() else "9" if c.isdigit() else c
+        if code == "9" and out and out[-1] == "9":
+            continue
+        out.append(code)
+    return "".join(out)
 
 
-def edit_distance(a: str, b: str) -> int:
+def edit_distance(a: str, b: str, wildcard: str | None = None) -> int:
+    """Levenshtein distance; ``wildcard`` matches A, a, 9 and itself (format shapes)."""
+
+    def differ(x: str, y: str) -> bool:
+        if wildcard is not None and (x == wildcard or y == wildcard):
+            return not ({x, y} - {wildcard} <= {"A", "a", "9"})
+        return x != y
+
     previous = list(range(len(b) + 1))
     for i, ca in enumerate(a, start=1):
         current = [i]
         for j, cb in enumerate(b, start=1):
-            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb)))
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + differ(ca, cb)))
         previous = current
     return previous[-1]
 
