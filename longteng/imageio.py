@@ -28,34 +28,41 @@ MAX_PIXELS_LIMIT = 1_000_000_000
 # Pillow's fixed one (about 179 MP) would refuse a photo the user explicitly allowed.
 Image.MAX_IMAGE_PIXELS = None
 
-# Leading bytes of the formats Pillow (and pillow-heif) open; enough to tell a photo from a
-# text file or an archive without decoding (or hashing) it.
-_SIGNATURES = (
-    b"\xff\xd8\xff",  # JPEG (and MPO)
-    b"\x89PNG\r\n\x1a\n",
-    b"GIF87a",
-    b"GIF89a",
-    b"BM",
-    b"II*\x00",  # TIFF, little-endian
-    b"MM\x00*",  # TIFF, big-endian
-)
+# HEIF brands (the bytes after "ftyp") that Pillow opens with pillow-heif.
 _HEIF_BRANDS = (b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1", b"avif")
 HEADER_BYTES = 16  # what looks_like_image_header needs
 
 
 def looks_like_image_header(head: bytes) -> bool:
-    """Whether a file's first HEADER_BYTES bytes are those of a format the loader opens."""
-    if head.startswith(_SIGNATURES):
-        return True
+    """Whether a file's first HEADER_BYTES bytes are those of a format the loader opens:
+    enough to tell a photo from a text file or an archive without decoding (or hashing) it."""
+    return suffix_for_header(head) is not None
+
+
+def suffix_for_header(head: bytes) -> str | None:
+    """The file extension that fits a header (``.heic`` matters: it decides the HEIF opener)."""
+    if head.startswith(b"\xff\xd8\xff"):
+        return ".jpg"
+    if head.startswith(b"\x89PNG"):
+        return ".png"
+    if head.startswith((b"GIF87a", b"GIF89a")):
+        return ".gif"
+    if head.startswith(b"BM"):
+        return ".bmp"
+    if head.startswith((b"II*\x00", b"MM\x00*")):
+        return ".tif"
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return True
-    return head[4:8] == b"ftyp" and head[8:12] in _HEIF_BRANDS
+        return ".webp"
+    if head[4:8] == b"ftyp" and head[8:12] in _HEIF_BRANDS:
+        return ".heic"
+    return None
 
 
 def read_header(path: Path | str) -> bytes:
     """The first HEADER_BYTES bytes of a file (OSError if it cannot be read)."""
     with open(path, "rb") as handle:
         return handle.read(HEADER_BYTES)
+
 
 # Background that transparent pixels are composited onto (packing-table white).
 _ALPHA_BACKGROUND = (255, 255, 255)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from longteng.imageio import DEFAULT_MAX_PIXELS, looks_like_image_header
+from longteng.imageio import DEFAULT_MAX_PIXELS, suffix_for_header
 from longteng.station.db import DECISIONS, Database, User, now
 from longteng.station.scoring import Scorer, ScoringOptions
 
@@ -159,10 +159,8 @@ class Station:
             name = digest.hexdigest()
             folder = self.photo_dir / name[:2]
             folder.mkdir(exist_ok=True)
-            suffix = ".jpg" if head.startswith(b"\xff\xd8\xff") else ".png" if head.startswith(b"\x89PNG") else ""
-            if not suffix and looks_like_image_header(head):
-                suffix = ".img"
-            stored = f"{name[:2]}/{name}{suffix or '.bin'}"
+            # By content: the loader picks the HEIF opener by extension, and a name can lie.
+            stored = f"{name[:2]}/{name}{suffix_for_header(head) or '.bin'}"
             os.replace(temporary, self.photo_dir / stored)
             _fsync_dir(folder)
         finally:

@@ -328,3 +328,11 @@ def test_a_removed_account_is_locked_out_at_once(station):
     assert main(["users", "remove", "ben", "--data", str(station.data)]) == exitcodes.OK
     assert station.get("/api/v1/cases", headers=bearer(station, "ben")).status_code == 401
     assert _login(station, "ben").headers["location"] == "/login?failed=1"
+
+
+def test_photos_are_stored_under_the_extension_of_their_content(station, tmp_path):
+    png = tmp_path / "named-like-a.jpg"
+    picture(51).save(png, format="PNG")
+    answer = upload(station, new_case(station), png).json()
+    (stored,) = (station.data / "photos").glob(f"*/{answer['sha256']}*")
+    assert stored.suffix == ".png" and answer["verdict"]
