@@ -133,6 +133,25 @@ def create_app(config: StationConfig) -> FastAPI:
     def users(who: Caller = Depends(caller)) -> list[dict[str, Any]]:
         return station.users(who.user)
 
+    @app.post("/api/v1/users", status_code=201)
+    async def create_user(request: Request, who: Caller = Depends(caller)) -> dict[str, Any]:
+        """Admins: {"name", "role", "password"} -> the account and its API token (shown once)."""
+        try:
+            body = await request.json()
+        except ValueError:
+            raise StationError(422, 'the body must be JSON: {"name": ..., "role": ..., "password": ...}') from None
+        if not isinstance(body, dict) or not all(isinstance(body.get(k), str) for k in ("name", "role", "password")):
+            raise StationError(422, 'the body must be JSON: {"name": ..., "role": ..., "password": ...}')
+        created, token = station.add_user(who.user, body["name"], body["role"], body["password"])
+        station.db.audit(who.user, "user.add", f"{created.name} ({created.role})", remote(request))
+        return {"id": created.id, "name": created.name, "role": created.role, "token": token}
+
+    @app.delete("/api/v1/users/{name}")
+    def delete_user(name: str, request: Request, who: Caller = Depends(caller)) -> dict[str, Any]:
+        station.remove_user(who.user, name)
+        station.db.audit(who.user, "user.remove", name, remote(request))
+        return {"removed": name}
+
     # --- evidence reports -----------------------------------------------------------------------
 
     @app.get("/cases/{case_id}/report", response_class=HTMLResponse)
@@ -199,6 +218,10 @@ def create_app(config: StationConfig) -> FastAPI:
     @app.get("/review", response_class=HTMLResponse)
     def review_page(who: Caller = Depends(caller)) -> str:
         return pages.review(who.user, who.csrf or "", station.review_queue(who.user))
+
+    @app.get("/admin", response_class=HTMLResponse)
+    def admin_page(who: Caller = Depends(caller)) -> str:
+        return pages.admin(who.user, who.csrf or "", station.users(who.user))
 
     @app.get("/static/station.js")
     def script() -> Response:

@@ -55,6 +55,8 @@ def home(user: User, csrf: str, cases: list[dict[str, Any]]) -> str:
 <input id=case-name placeholder="Shipment or container (optional)"><input id=case-container placeholder="Container number (optional)">
 <button class=primary id=new-case>Open case</button></div>"""
     review = '<p><a href="/review">Review queue</a></p>' if user.role in ("expert", "admin") else ""
+    if user.role == "admin":
+        review += '<p><a href="/admin">Accounts</a></p>'
     return _page("Cases", f"{opener}{review}<div class=card><h2>Cases</h2><ul>{rows}</ul></div>", user, csrf)
 
 
@@ -101,6 +103,21 @@ def case(user: User, csrf: str, data: dict[str, Any]) -> str:
 <a href="/cases/{escape(data['id'])}/report.pdf">PDF</a></small></p>{upload}{items}""", user, csrf)
 
 
+def admin(user: User, csrf: str, users: list[dict[str, Any]]) -> str:
+    rows = "".join(
+        f'<li>{escape(u["name"])} <small>{escape(u["role"])} · {escape(u["created_at"])}</small>'
+        + ("" if u["name"] == user.name or u["role"] == "removed" else
+           f' <button data-remove-user="{escape(u["name"])}">Remove</button>')
+        + "</li>"
+        for u in users
+    )
+    return _page("Accounts", f"""<div class=card><h2>Accounts</h2><ul>{rows}</ul></div>
+<div class=card><h2>New account</h2><input id=new-name placeholder="Name"><select id=new-role>
+<option>officer</option><option>expert</option><option>admin</option></select>
+<input id=new-password type=password placeholder="Password (8 characters or more)">
+<button class=primary id=add-user>Add</button><p id=new-token></p></div>""", user, csrf)
+
+
 def review(user: User, csrf: str, queue: list[dict[str, Any]]) -> str:
     cards = "".join(_photo(p, reviewing=True) for p in queue) or "<div class=card>Nothing to review.</div>"
     return _page("Review", f"<h1>Referred photos ({len(queue)})</h1>{cards}", user, csrf)
@@ -138,6 +155,21 @@ if (picker) picker.addEventListener("change", async () => {
     } catch (err) { line.innerHTML = `<p class=error>${esc(file.name)}: upload failed (${esc(err)}); try again</p>`; }
   }
 });
+const adder = document.getElementById("add-user");
+if (adder) adder.addEventListener("click", async () => {
+  const body = {name: document.getElementById("new-name").value, role: document.getElementById("new-role").value,
+                password: document.getElementById("new-password").value};
+  const r = await fetch("/api/v1/users", {method: "POST", headers: {"Content-Type": "application/json", "X-CSRF-Token": csrf},
+                                          body: JSON.stringify(body)});
+  const data = await r.json();
+  document.getElementById("new-token").textContent = r.ok
+    ? `Added ${data.name}. API token (shown only now): ${data.token}` : data.error;
+});
+document.querySelectorAll("button[data-remove-user]").forEach(b => b.addEventListener("click", async () => {
+  if (!confirm(`Remove ${b.dataset.removeUser}?`)) return;
+  const r = await fetch(`/api/v1/users/${encodeURIComponent(b.dataset.removeUser)}`, {method: "DELETE", headers: {"X-CSRF-Token": csrf}});
+  if (r.ok) location.reload(); else alert((await r.json()).error);
+}));
 document.querySelectorAll("button[data-review]").forEach(b => b.addEventListener("click", async () => {
   const card = b.closest("[data-photo-card]");
   const r = await fetch(`/api/v1/photos/${b.dataset.photo}/review`, {method: "POST",
@@ -147,4 +179,4 @@ document.querySelectorAll("button[data-review]").forEach(b => b.addEventListener
 }));
 """
 
-__all__ = ["login", "home", "case", "review", "SCRIPT"]
+__all__ = ["admin", "login", "home", "case", "review", "SCRIPT"]

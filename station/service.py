@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from longteng.imageio import DEFAULT_MAX_PIXELS, suffix_for_header
+from longteng.errors import ConfigError
+from longteng.station import accounts
 from longteng.station.db import DECISIONS, Database, User, now
 from longteng.station.scoring import Scorer, ScoringOptions
 
@@ -229,6 +231,22 @@ class Station:
         _require(user, "admin")
         return [dict(id=r["id"], name=r["name"], role=r["role"], created_at=r["created_at"])
                 for r in self.db.query("SELECT * FROM users ORDER BY id")]
+
+    def add_user(self, user: User, name: str, role: str, password: str) -> tuple[User, str]:
+        _require(user, "admin")
+        try:
+            return accounts.add_user(self.db, name, role, password)
+        except ConfigError as exc:
+            raise StationError(422, str(exc)) from None
+
+    def remove_user(self, user: User, name: str) -> None:
+        _require(user, "admin")
+        if name == user.name:
+            raise StationError(422, "an admin cannot remove their own account")
+        try:
+            accounts.remove_user(self.db, name)
+        except ConfigError as exc:
+            raise StationError(404, str(exc)) from None
 
 
 def _require(user: User, role: str) -> None:

@@ -77,7 +77,8 @@ def test_every_route_refuses_a_request_without_credentials(station, tmp_path):
                         ("get", f"/api/v1/photos/{photo_id}/heatmap"), ("get", "/api/v1/review/queue"),
                         ("post", f"/api/v1/photos/{photo_id}/review"), ("get", f"/cases/{case_id}/report"),
                         ("get", f"/cases/{case_id}/report.pdf"), ("get", f"/cases/{case_id}/report.json"),
-                        ("get", "/api/v1/users")]:
+                        ("get", "/api/v1/users"), ("post", "/api/v1/users"), ("delete", "/api/v1/users/anna"),
+                        ("get", "/admin")]:
         for headers in ({}, {"Authorization": "Bearer 1.wrong"}, {"Authorization": "Bearer nonsense"}):
             assert getattr(station, method)(url, headers=headers).status_code == 401, (method, url, headers)
 
@@ -336,3 +337,22 @@ def test_photos_are_stored_under_the_extension_of_their_content(station, tmp_pat
     answer = upload(station, new_case(station), png).json()
     (stored,) = (station.data / "photos").glob(f"*/{answer['sha256']}*")
     assert stored.suffix == ".png" and answer["verdict"]
+
+
+def test_admins_manage_accounts_through_the_api(station):
+    admin = bearer(station, "root")
+    created = station.post("/api/v1/users", json={"name": "omar", "role": "officer", "password": PASSWORD}, headers=admin)
+    assert created.status_code == 201
+    omar = {"Authorization": f"Bearer {created.json()['token']}"}
+    assert station.post("/api/v1/cases", json={}, headers=omar).status_code == 201
+    assert station.post("/api/v1/users", json={"name": "x", "role": "officer", "password": PASSWORD},
+                        headers=bearer(station, "anna")).status_code == 403
+    assert station.post("/api/v1/users", json={"name": "omar", "role": "officer", "password": PASSWORD},
+                        headers=admin).status_code == 422  # exists
+    assert station.post("/api/v1/users", json={"name": "weak", "role": "officer", "password": "short"},
+                        headers=admin).status_code == 422
+    assert station.get("/admin", headers=admin).status_code == 200
+    assert station.get("/admin", headers=bearer(station, "erin")).status_code == 403
+    assert station.delete("/api/v1/users/root", headers=admin).status_code == 422
+    assert station.delete("/api/v1/users/omar", headers=admin).status_code == 200
+    assert station.post("/api/v1/cases", json={}, headers=omar).status_code == 401
