@@ -7,7 +7,7 @@ folder, starts the station, and measures:
   640x480 photos (bar: p95 <= 400 ms) and 4000x3000 JPEGs (bar: p95 <= 1 s);
 * **load**: 8 concurrent clients uploading 200 640x480 photos in all: throughput against
   `longteng score` on the same photos in the same run (bar: >= 0.8 of it), errors, lost
-  photos, p95 latency, and the batch sizes the dynamic batcher formed;
+  photos, p95 latency;
 * **kill -9 under load, restart**: every photo that got an answer is in the database with
   the same verdict after the restart, none is stored twice, none is left pending.
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import time
 from pathlib import Path
 
@@ -25,10 +24,11 @@ WORK = ROOT / "bench/results/quality_bar"
 
 
 def recall_at(scores: np.ndarray, counterfeit: np.ndarray, far: float = 0.02) -> tuple[float, float]:
-    genuine = np.sort(scores[~counterfeit])[::-1]
-    allowed = int(math.floor(far * len(genuine)))
-    threshold = genuine[allowed] if allowed < len(genuine) else -np.inf
-    return float(np.mean(scores[counterfeit] > threshold)), float(np.mean(scores[~counterfeit] > threshold))
+    """(recall, false-alarm rate) at the best threshold with at most ``far`` false alarms."""
+    from longteng.training.metrics import best_threshold_at_false_alarm_rate
+
+    best = best_threshold_at_false_alarm_rate(scores, counterfeit, far)
+    return best.recall, best.false_alarm_rate
 
 
 def main() -> None:

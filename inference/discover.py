@@ -37,7 +37,6 @@ from __future__ import annotations
 import errno
 import fnmatch
 import os
-import re
 import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -134,19 +133,11 @@ def _glob(pattern: str, options: DiscoveryOptions, seen: set[str]) -> Iterator[P
 
 
 class _GlobMatcher:
-    """Shell-style matching of paths relative to the glob's fixed prefix, one segment at a
-    time: ``*``, ``?`` and ``[...]`` within a name, ``**`` for any number of folders."""
+    """Shell-style matching of paths relative to the glob's fixed prefix, one name at a time
+    (``fnmatch``: ``*``, ``?`` and ``[...]`` within a name), ``**`` for any number of folders."""
 
     def __init__(self, segments: tuple[str, ...]) -> None:
         self.segments = segments
-        parts = []
-        for index, segment in enumerate(segments):
-            last = index == len(segments) - 1
-            if segment == "**":
-                parts.append(".*" if last else "(?:[^/]+/)*")
-            else:
-                parts.append(_segment_regex(segment) + ("" if last else "/"))
-        self.regex = re.compile("".join(parts), re.DOTALL)
         self.hits = 0  # entries matched so far (a match already found by another input still counts)
 
     @classmethod
@@ -160,7 +151,7 @@ class _GlobMatcher:
         return root, cls(tuple(s for s in segments[fixed:] if s) or ("**",))
 
     def matches(self, relative: tuple[str, ...]) -> bool:
-        matched = self.regex.fullmatch("/".join(relative)) is not None
+        matched = _match(relative, self.segments)
         self.hits += matched
         return matched
 
@@ -176,29 +167,12 @@ class _GlobMatcher:
         return len(relative) < len(self.segments)
 
 
-def _segment_regex(segment: str) -> str:
-    out, i = [], 0
-    while i < len(segment):
-        char = segment[i]
-        if char == "*":
-            out.append("[^/]*")
-        elif char == "?":
-            out.append("[^/]")
-        elif char == "[":
-            start = i + 1 + (segment[i + 1 : i + 2] == "!")
-            start += segment[start : start + 1] == "]"  # a leading ] is a member, as in fnmatch
-            end = segment.find("]", start)
-            if end < 0:
-                out.append(re.escape(char))
-            else:
-                body = segment[i + 1 : end]
-                body = "^" + body[1:] if body.startswith("!") else body
-                out.append("[" + body.replace("\\", "\\\\") + "]")
-                i = end
-        else:
-            out.append(re.escape(char))
-        i += 1
-    return "".join(out)
+def _match(names: tuple[str, ...], patterns: tuple[str, ...]) -> bool:
+    if not patterns:
+        return not names
+    if patterns[0] == "**":
+        return any(_match(names[skip:], patterns[1:]) for skip in range(len(names) + 1))
+    return bool(names) and fnmatch.fnmatchcase(names[0], patterns[0]) and _match(names[1:], patterns[1:])
 
 
 @dataclass

@@ -109,7 +109,7 @@ class Journal:
                 leftover.unlink(missing_ok=True)  # a part that a kill interrupted; its rows are redone
             for part in self.parts():
                 try:
-                    _read_verified(part)
+                    _check_trailer(part)  # checksum and row count only: the rows are parsed once, later
                 except DamagedPart as exc:
                     self._set_aside(part, exc.reason)
             probe = self.dir / f"probe-{os.getpid()}{_TMP_SUFFIX}"
@@ -180,10 +180,6 @@ class Journal:
     def parts(self) -> list[Path]:
         return sorted(p for p in self.dir.glob(f"{_PART_PREFIX}*.jsonl"))
 
-    def rows(self) -> Iterator[dict[str, Any]]:
-        for part in self.parts():
-            yield from read_part(part)
-
     def done(self) -> dict[str, tuple[int | None, int | None]]:
         """path -> (size, mtime_ns) of every journaled row (the newest part wins)."""
         return {row["path"]: (row.get("size"), row.get("mtime_ns")) for row in self._rows_by_age()}
@@ -227,6 +223,10 @@ class Journal:
                 f"the journal {self.dir} is kept, rerun the same command to finish"
             ) from exc
 
+    def _rows_by_age(self) -> Iterator[dict[str, Any]]:
+        for part in sorted(self.parts(), key=_part_age):
+            yield from read_part(part)
+
     def remove(self) -> None:
         # Renamed first, so a kill during the removal never leaves a half-deleted journal
         # that a rerun would mistake for a half-finished one.
@@ -234,10 +234,6 @@ class Journal:
         os.replace(self.dir, trash)
         shutil.rmtree(trash, ignore_errors=True)
         self.close()
-
-    def _rows_by_age(self) -> Iterator[dict[str, Any]]:
-        for part in sorted(self.parts(), key=_part_age):
-            yield from read_part(part)
 
 
 def write_part(directory: Path, rows: Sequence[dict[str, Any]]) -> Path | None:
@@ -283,16 +279,23 @@ def read_part(path: Path) -> Iterator[dict[str, Any]]:
     yield from rows
 
 
-def _read_verified(path: Path) -> list[dict[str, Any]]:
+def _check_trailer(path: Path) -> bytes:
+    """The part's lines, after checking them against its trailer (sha256 and row count)."""
     body, count = _split_trailer(path.read_bytes(), path)
+    lines = body.count(b"\n")
+    if lines != count:
+        raise DamagedPart(path, f"{lines} rows, its trailer says {count}")
+    return body
+
+
+def _read_verified(path: Path) -> list[dict[str, Any]]:
+    body = _check_trailer(path)
     try:
         rows = [json.loads(line) for line in body.decode("ascii").splitlines()]
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise DamagedPart(path, "rows are not JSON Lines") from None
     if not all(isinstance(row, dict) and "path" in row for row in rows):
         raise DamagedPart(path, "a row without a path")
-    if count != len(rows):
-        raise DamagedPart(path, f"{len(rows)} rows, its trailer says {count}")
     return rows
 
 

@@ -60,11 +60,8 @@ def mahalanobis_scores(embedding: np.ndarray, parameters: Mapping[str, Any]) -> 
     d2 = sum_i (V_i . x)^2 / l_i + (|x|^2 - |V^T x|^2) / s.
     """
     try:
-        means = decode_array(parameters["means"])  # (K, F)
-        basis = decode_array(parameters["basis"])  # (F, r)
-        variances = decode_array(parameters["variances"])  # (r,)
-        residual_variance = float(parameters["residual_variance"])
-    except (KeyError, TypeError, ValueError) as exc:
+        means, basis, variances, residual_variance = _mahalanobis_parameters(parameters)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise CheckpointError(f"mahalanobis detector parameters are incomplete ({exc})") from None
     embedding = np.asarray(embedding, dtype=np.float64)
     if embedding.ndim != 2 or embedding.shape[1] != means.shape[1]:
@@ -102,6 +99,15 @@ def decode_array(encoded: Mapping[str, Any]) -> np.ndarray:
     return flat.reshape([int(n) for n in encoded["shape"]])
 
 
+def _mahalanobis_parameters(parameters: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """(means (K, F), basis (F, r), variances (r,), residual variance); KeyError, TypeError or
+    ValueError when they are missing or malformed."""
+    return (
+        decode_array(parameters["means"]), decode_array(parameters["basis"]), decode_array(parameters["variances"]),
+        float(parameters["residual_variance"]),
+    )
+
+
 def check_detector(detector: UnknownDetector, embedding_size: int | None, source: str) -> None:
     """Refuse a detector whose parameters would silently switch it off or blame every photo:
     a NaN or infinite threshold (every comparison False), non-finite or non-positive variances,
@@ -118,10 +124,7 @@ def check_detector(detector: UnknownDetector, embedding_size: int | None, source
             if not (np.isfinite(temperature) and temperature > 0):
                 raise ValueError(f"temperature must be finite and positive, got {temperature!r}")
             return
-        means = decode_array(parameters["means"])
-        basis = decode_array(parameters["basis"])
-        variances = decode_array(parameters["variances"])
-        residual_variance = float(parameters["residual_variance"])
+        means, basis, variances, residual_variance = _mahalanobis_parameters(parameters)
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise CheckpointError(f"{field}.parameters invalid ({exc})") from None
     features = means.shape[1] if means.ndim == 2 else -1

@@ -133,12 +133,7 @@ def build_two_stage(checkpoint: Checkpoint) -> "torch.nn.Module":
     """The two-stage network of a checkpoint, weights loaded, in eval mode."""
     from longteng.model.two_stage import TwoStageConfig, create_two_stage
 
-    model = create_two_stage(TwoStageConfig.from_dict(checkpoint.model_config), weights="none")
-    try:
-        model.load_state_dict(checkpoint.state_dict)
-    except RuntimeError as exc:
-        raise CheckpointError(f"checkpoint weights do not fit its model config ({str(exc).splitlines()[0]})") from None
-    return model.eval()
+    return _with_weights(create_two_stage(TwoStageConfig.from_dict(checkpoint.model_config), weights="none"), checkpoint)
 
 
 def focus_spec_of(checkpoint: Checkpoint) -> "FocusSpec":
@@ -155,7 +150,10 @@ def build_model(checkpoint: Checkpoint) -> "torch.nn.Module":
     """The network of a checkpoint, weights loaded, in eval mode."""
     from longteng.model.network import ModelConfig, create_model
 
-    model = create_model(ModelConfig.from_dict(checkpoint.model_config), weights="none")
+    return _with_weights(create_model(ModelConfig.from_dict(checkpoint.model_config), weights="none"), checkpoint)
+
+
+def _with_weights(model: "torch.nn.Module", checkpoint: Checkpoint) -> "torch.nn.Module":
     try:
         model.load_state_dict(checkpoint.state_dict)
     except RuntimeError as exc:

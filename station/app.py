@@ -9,6 +9,7 @@ requests that change something with a session cookie also need the session's CSR
 from __future__ import annotations
 
 import hmac
+import json
 import secrets
 from contextlib import asynccontextmanager
 from typing import Any
@@ -75,8 +76,6 @@ def create_app(config: StationConfig) -> FastAPI:
         body = await request.body()
         fields = {}
         if body.strip():
-            import json
-
             try:
                 fields = json.loads(body)
             except ValueError:

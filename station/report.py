@@ -108,8 +108,8 @@ def report_pdf(station: "Station", report: dict[str, Any]) -> bytes:
     for item in content["items"]:
         pages.text(f"{item['item']}: {item['verdict']}", 28)
         for p in item["photos"]:
-            images = [station.photo_dir / station.db.one("SELECT stored FROM photos WHERE id = ?", p["photo_id"])["stored"]]
-            row = station.db.one("SELECT heatmap FROM photos WHERE id = ?", p["photo_id"])
+            row = station.db.one("SELECT stored, heatmap FROM photos WHERE id = ?", p["photo_id"])
+            images = [station.photo_dir / row["stored"]]
             if row["heatmap"]:
                 images.append(station.heatmap_dir / row["heatmap"])
             pages.images(images)

@@ -41,7 +41,6 @@ class Scorer:
         self.metadata = self.predictor.metadata
         self.explain = ExplainOptions(Path(heatmap_dir), "jpg", max_pixels=options.max_pixels, max_side=HEATMAP_SIDE)
         self._queue: queue.Queue = queue.Queue()
-        self.batches: list[int] = []  # sizes of the batches run (the station's own statistics)
         self._thread = threading.Thread(target=self._loop, name="longteng-batcher", daemon=True)
         self._thread.start()
 
@@ -83,7 +82,6 @@ class Scorer:
                     batch.append(self._queue.get(timeout=self.options.max_wait_s))
             except queue.Empty:
                 pass
-            self.batches.append(len(batch))
             try:
                 predictions = self.predictor.predict_prepared([b[0] for b in batch], [b[1] for b in batch])
             except BaseException as exc:  # noqa: BLE001 - handed to each waiting request
