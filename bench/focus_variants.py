@@ -14,7 +14,7 @@ Variants (`--variants`, comma separated):
   aug       feature augmentation: a random shift of one cell (16 px) and channel dropout 0.1
   ema_dp    an exponential moving average of the weights (0.995) and stochastic depth 0.2
   all       aug and ema_dp together
-  trunk4    a trunk of 4 blocks: block 4 trains too (1.5x the cost per epoch)
+  trunk4    a trunk of 4 blocks: block 4 trains too (1.8x the cost per epoch)
   pos       a learnt position embedding added to the trunk features (for where-tells:
             a misplaced logo, the shell's proportions)
   s512      512 px crops (about the photo's own resolution on a 1600x1200 photo; 1.8x the pixels)
