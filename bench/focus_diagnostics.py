@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from longteng.data.layout import scan_dataset
-from longteng.decision import is_counterfeit_class
+from longteng.decision import counterfeit_score, is_counterfeit_class, softmax
 from longteng.focus import FocusSpec, OrientedBox, decode_for_focus, focus_crop, parse_quad
 from longteng.model.checkpoint import build_two_stage, load_checkpoint
 from longteng.preprocess import normalize
@@ -41,7 +41,6 @@ def main() -> None:
     checkpoint = load_checkpoint(args.model)
     model = build_two_stage(checkpoint).eval()
     classes = checkpoint.class_names
-    counterfeit_columns = [is_counterfeit_class(c) for c in classes]
     spec, focus = checkpoint.preprocess, FocusSpec(input_size=384)
     splits = {s: json.loads((args.work / f"{s}_labels.json").read_text()) for s in ("train", "test")}
     if splits["train"]["classes"] != classes:
@@ -55,10 +54,9 @@ def main() -> None:
             for start in range(0, len(crops), 32):
                 x = model.trunk(torch.from_numpy(normalize(np.asarray(crops[start : start + 32]), spec)))
                 h = model.tail[1](model.tail[0](x))
-                logits = model.focus_from_features(x)[0]
-                scores.append(torch.softmax(logits / checkpoint.temperature, 1)[:, counterfeit_columns].sum(1))
+                scores.append(model.focus_from_features(x)[0].numpy())
                 block6.append(h.half())
-        return torch.cat(scores).numpy(), torch.cat(block6)
+        return counterfeit_score(softmax(np.concatenate(scores), checkpoint.temperature), classes), torch.cat(block6)
 
     def line(name: str, scores: np.ndarray) -> None:
         print(f"{name:42s} ROC-AUC {roc_auc(scores, positive):.3f}  recall@FA0.02 "

@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from timm.layers import DropPath
 
 from longteng.data.layout import class_names, scan_dataset
-from longteng.decision import is_counterfeit_class
+from longteng.decision import counterfeit_score, is_counterfeit_class, softmax
 from longteng.model.backbones import backbone_spec
 from longteng.model.two_stage import TwoStageConfig, create_two_stage
 from longteng.preprocess import normalize
@@ -51,7 +51,7 @@ from longteng.training import two_stage_trainer as trainer
 from longteng.training.config import TrainConfig
 from longteng.training.focus_data import crops_at, glance_items
 from longteng.training.malloc import tune_malloc
-from longteng.training.metrics import recall_at_false_alarm_rate, roc_auc
+from longteng.training.metrics import best_threshold_at_false_alarm_rate, recall_at_false_alarm_rate, roc_auc
 
 VARIANTS = {
     "base": {},
@@ -139,23 +139,21 @@ class PositionEmbedded(torch.nn.Module):
         return self.inner(x + self.embed)
 
 
-def counterfeit_scores(model, features: np.ndarray, is_counterfeit: np.ndarray) -> np.ndarray:
+def counterfeit_scores(model, features: np.ndarray, classes: list[str]) -> np.ndarray:
     model.eval()
     out = []
     with torch.no_grad():
         for start in range(0, len(features), 64):
             batch = torch.from_numpy(features[start : start + 64]).float().contiguous(memory_format=torch.channels_last)
-            out.append(model.focus_from_features(batch)[0])
-    return torch.softmax(torch.cat(out), 1).numpy()[:, is_counterfeit].sum(1)
+            out.append(model.focus_from_features(batch)[0].numpy())
+    return counterfeit_score(softmax(np.concatenate(out)), classes)
 
 
 def per_tell(scores: np.ndarray, positive: np.ndarray, tells: list[list[str]]) -> dict[str, float]:
-    negatives = np.sort(scores[~positive])
-    allowed = int(math.floor(0.02 * len(negatives)))
-    threshold = negatives[len(negatives) - allowed - 1]
+    threshold = best_threshold_at_false_alarm_rate(scores, positive, 0.02).threshold
     names = sorted({t for ts in tells for t in ts})
     return {
-        name: round(float(np.mean([scores[i] > threshold for i, ts in enumerate(tells) if name in ts and positive[i]])), 2)
+        name: round(float(np.mean([scores[i] >= threshold for i, ts in enumerate(tells) if name in ts and positive[i]])), 2)
         for name in names
     }
 
@@ -221,8 +219,8 @@ def run_variant(name: str, work: Path, shift=0, channel_drop=0.0, ema=0.0, drop_
                             else:
                                 kept.copy_(current)
             judged = averaged if averaged is not None else model
-            val = counterfeit_scores(judged, features["val"], is_counterfeit)
-            test = counterfeit_scores(judged, features["test"], is_counterfeit)
+            val = counterfeit_scores(judged, features["val"], classes)
+            test = counterfeit_scores(judged, features["test"], classes)
             positive = is_counterfeit[labels["test"]]
             print(f"  {name} {phase} epoch {epoch + 1}: val ROC-AUC {roc_auc(val, is_counterfeit[labels['val']]):.3f} "
                   f"test ROC-AUC {roc_auc(test, positive):.3f} recall@FA0.02 "
