@@ -119,6 +119,8 @@ def evaluate_model(
     report["skipped"] = [f.__dict__ for f in decoded.failures]
     if localisation is not None:
         report["localisation"] = localisation
+    if isinstance(model, _OnnxScorer) and model.pointing is not None:
+        report["heatmap_pointing"] = model.pointing
     if isinstance(model, _OnnxScorer):
         report["model_version"] = model.model.metadata.model_version
         report["unknown"] = model.unknown_report(reporter)
@@ -172,6 +174,7 @@ class _OnnxScorer:
         self.operating_point = metadata.operating_point
         self.batch_size = batch_size
         self.outputs: dict[str, np.ndarray] = {}
+        self.pointing: dict | None = None  # heatmap peaks on the marked tells (two-stage, with evidence)
 
     def logits(self, pixels: np.ndarray, progress: Callable[[int], None]) -> np.ndarray:
         from longteng.training.onnx_scoring import onnx_outputs
@@ -183,13 +186,19 @@ class _OnnxScorer:
         """Through the runtime's two-stage path; IoU against the dataset's boxes where it has them."""
         from longteng.focus import iou_summary, parse_quad, polygon_iou
         from longteng.inference.two_stage import outputs_for_paths
+        from longteng.training.pointing import pointing_report
         from longteng.training.cache import DecodeFailure, DecodedImages
 
         result = outputs_for_paths(
-            self.model, [root / record.path for record in records], batch_size=self.batch_size, progress=progress
+            self.model, [root / record.path for record in records], ("logits", "embedding", "class_maps"),
+            batch_size=self.batch_size, progress=progress,
         )
         self.outputs = result.outputs
         good = [records[k] for k in result.kept]
+        self.pointing = pointing_report(
+            good, self.outputs.get("class_maps", np.zeros((0, 1, 1, 1))), [v.box_in_original for v in result.views],
+            [v.original_size for v in result.views], self.class_names, self.model.metadata.focus,
+        )
         failures = [DecodeFailure(str(Path(f.path).relative_to(root)), f.reason, f.detail) for f in result.failures]
         ious = []
         for record, view in zip(good, result.views):
@@ -220,6 +229,7 @@ class _OnnxScorer:
             unrelated = write_unrelated_photos(Path(directory))
             if self.model.metadata.two_stage:
                 from longteng.inference.two_stage import outputs_for_paths
+        from longteng.training.pointing import pointing_report
 
                 unrelated_outputs = outputs_for_paths(self.model, [photo.path for photo in unrelated]).outputs
             else:

@@ -16,9 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
+from longteng.data.evidence import evidence_at
 from longteng.data.layout import Record
 from longteng.errors import ImageLoadError, UnusableFile
-from longteng.focus import FocusSpec, GlanceFrame, OrientedBox, decode_for_focus, focus_crop, glance_pixels, parse_quad
+from longteng.focus import (
+    FocusSpec, GlanceFrame, OrientedBox, decode_for_focus, focus_crop, focus_to_photo, glance_pixels, parse_quad,
+)
 from longteng.preprocess import PreprocessSpec
 from longteng.training.cache import map_in_processes
 
@@ -105,3 +108,15 @@ def crops_at(
         if progress:
             progress(1)
     return out
+
+
+def evidence_target(mask: np.ndarray, quad: np.ndarray, box: OrientedBox, focus_spec: FocusSpec, grid: int,
+                    samples: int = 4) -> np.ndarray:
+    """(grid, grid) float: the fraction of each cell of the focus crop cut at `box` that lies on
+    the item's marked evidence (`mask` in the frame of `quad`, photo pixels)."""
+    size = focus_spec.input_size
+    offsets = (np.arange(grid * samples) + 0.5) * size / (grid * samples)
+    u, v = np.meshgrid(offsets, offsets)
+    x, y = focus_to_photo(box, focus_spec, u, v)
+    marked = evidence_at(mask, quad, x, y).astype(np.float32)
+    return marked.reshape(grid, samples, grid, samples).mean(axis=(1, 3))

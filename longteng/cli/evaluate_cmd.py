@@ -38,6 +38,7 @@ def evaluate_command(
             console.out().print_json(json.dumps(champion.report))
         else:
             print_report(champion.report)
+            _print_pointing(champion.report.get("heatmap_pointing"))
             _print_unknown(champion.report.get("unknown"))
         return
 
@@ -57,6 +58,17 @@ def evaluate_command(
         console.out().print_json(json.dumps(result))
     else:
         print_comparison(result)
+
+
+def _print_pointing(pointing: dict | None) -> None:
+    if not pointing:
+        return
+    tells = ", ".join(f"{tell} {row['peak_on_tell']:.0%}" for tell, row in pointing["by_tell"].items())
+    console.out().print(
+        f"\nHeatmap peak on a marked tell: {pointing['peak_on_tell']:.1%} of {pointing['n']} counterfeits "
+        f"(chance {pointing['chance']:.1%}); by tell: {tells}",
+        markup=False, highlight=False,
+    )
 
 
 def _print_unknown(unknown: dict | None) -> None:

@@ -23,7 +23,7 @@ from longteng.data.synth.plan import ImagePlan, plan_dataset
 from longteng.errors import ConfigError, DatasetError
 
 CONFIG_NAME = "synth_config.json"
-EXTRA_COLUMNS = ("tells", "difficulty", "seed", "background", "lighting", "jpeg_quality", "params", "quad")
+EXTRA_COLUMNS = ("tells", "difficulty", "seed", "background", "lighting", "jpeg_quality", "params", "quad", "evidence")
 # Photos handed to a worker at a time: large enough to amortise inter-process traffic,
 # small enough to keep the progress bar moving.
 _CHUNK_SIZE = 4
@@ -54,6 +54,7 @@ class _Written:
     jpeg_quality: int
     params: str
     quad: str
+    evidence: str
 
 
 def synthesize(
@@ -128,6 +129,7 @@ def _write_photo(config: SynthConfig, out: Path, plan: ImagePlan) -> _Written:
         jpeg_quality=photo.jpeg_quality,
         params=photo.params,
         quad=photo.quad,
+        evidence=photo.evidence,
     )
 
 
@@ -148,6 +150,7 @@ def _record(plan: ImagePlan, written: _Written, config: SynthConfig) -> Record:
             "jpeg_quality": str(written.jpeg_quality),
             "params": written.params,
             "quad": written.quad,
+            "evidence": written.evidence,
         },
     )
 

@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from longteng.data.synth.backgrounds import render_background
 from longteng.data.synth.camera import develop
 from longteng.data.synth.config import SynthConfig
+from longteng.data.evidence import format_evidence
 from longteng.data.synth.designs import genuine_design
+from longteng.data.synth.evidence import evidence_mask
 from longteng.data.synth.plan import STREAM_PRODUCT, STREAM_SCENE, STREAM_TELLS, ImagePlan, rng_for
 from longteng.data.synth.render import render_product
 from longteng.data.synth.scene import draw_pose, occlude, place_product
@@ -34,6 +36,8 @@ class Photo:
     # The product's corners (top-left, top-right, bottom-right, bottom-left of the item
     # itself, top = connector / camera / front) as fractions of the photo's width and height.
     quad: str
+    # Where the tells are, in the quad's frame (longteng.data.evidence); '' for a genuine item.
+    evidence: str
 
 
 def make_photo(config: SynthConfig, plan: ImagePlan) -> Photo:
@@ -71,6 +75,7 @@ def make_photo(config: SynthConfig, plan: ImagePlan) -> Photo:
         jpeg_quality=quality,
         params=json.dumps(params, separators=(",", ":"), sort_keys=True),
         quad=format_quad(placement.quad, config.size),
+        evidence=format_evidence(evidence_mask(genuine, design)) if tells else "",
     )
 
 
