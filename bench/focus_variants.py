@@ -45,11 +45,14 @@ from timm.layers import DropPath
 from longteng.data.layout import class_names, scan_dataset
 from longteng.decision import counterfeit_score, is_counterfeit_class, softmax
 from longteng.model.backbones import backbone_spec
-from longteng.model.two_stage import TwoStageConfig, create_two_stage
+from longteng.model.two_stage import FOCUS_CHANNELS, TwoStageConfig, create_two_stage
 from longteng.preprocess import normalize
 from longteng.training import two_stage_trainer as trainer
 from longteng.training.config import TrainConfig
-from longteng.training.focus_data import crops_at, glance_items
+from longteng.data.evidence import parse_evidence
+from longteng.focus import FocusSpec, OrientedBox, decode_for_focus, focus_crop, parse_quad
+from longteng.model.two_stage import pool_maps
+from longteng.training.focus_data import crops_at, evidence_target, glance_items, jittered
 from longteng.training.malloc import tune_malloc
 from longteng.training.metrics import best_threshold_at_false_alarm_rate, recall_at_false_alarm_rate, roc_auc
 
@@ -59,10 +62,15 @@ VARIANTS = {
     "ema_dp": dict(ema=0.995, drop_path=0.2),
     "all": dict(shift=1, channel_drop=0.1, ema=0.995, drop_path=0.2),
     "trunk4": dict(trunk=4),
+    "trunk3": dict(trunk=3),
     "pos": dict(pos=True),
     "s512": dict(size=512),
     "lse": dict(pooling="lse"),
     "topk": dict(pooling="topk"),
+    "ref": dict(ref=5),
+    "ref1": dict(ref=1),
+    "tells": dict(tell_loss=1.0),
+    "evidence": dict(evidence_loss=1.0),
 }
 
 
@@ -139,6 +147,52 @@ class PositionEmbedded(torch.nn.Module):
         return self.inner(x + self.embed)
 
 
+class ReferenceConditioned(torch.nn.Module):
+    """The tail's first stage sees the photo's features plus what differs from the nearest genuine
+    references of the same product: input channels [features, reference features]. The two 1x1
+    adapters start at zero, so training starts from the plain model."""
+
+    def __init__(self, inner: torch.nn.Module, channels: int) -> None:
+        super().__init__()
+        self.inner, self.channels = inner, channels
+        self.signed = torch.nn.Conv2d(channels, channels, 1, bias=False)
+        self.magnitude = torch.nn.Conv2d(channels, channels, 1, bias=False)
+        torch.nn.init.zeros_(self.signed.weight)
+        torch.nn.init.zeros_(self.magnitude.weight)
+
+    def forward(self, z):
+        x, reference = z[:, : self.channels], z[:, self.channels :]
+        difference = x - reference
+        return self.inner(x + self.signed(difference) + self.magnitude(difference.abs()))
+
+
+def reference_features(queries: np.ndarray, query_products: np.ndarray, query_cases: list[str] | None,
+                       bank: np.ndarray, bank_products: np.ndarray, bank_cases: list[str], k: int) -> np.ndarray:
+    """Per query, the k genuine bank photos of its product nearest in trunk features (never one of
+    its own seizure case), and at every position the feature vector of the one nearest there."""
+    out = np.empty_like(queries)
+    for product in np.unique(query_products):
+        members = np.where(bank_products == product)[0]
+        flat_bank = torch.from_numpy(bank[members].reshape(len(members), -1)).float()
+        bank_norm = (flat_bank**2).sum(1)
+        for start in range(0, len(queries), 64):
+            rows = [i for i in range(start, min(start + 64, len(queries))) if query_products[i] == product]
+            if not rows:
+                continue
+            q = torch.from_numpy(queries[rows].reshape(len(rows), -1)).float()
+            distance = (q**2).sum(1, keepdim=True) - 2 * q @ flat_bank.T + bank_norm
+            if query_cases is not None:
+                for r, i in enumerate(rows):
+                    distance[r, [j for j, m in enumerate(members) if bank_cases[m] == query_cases[i]]] = float("inf")
+            nearest = members[distance.topk(k, largest=False).indices.numpy()]  # (rows, k)
+            candidates = torch.from_numpy(bank[nearest]).float()  # (rows, k, C, h, w)
+            here = torch.from_numpy(queries[rows]).float()[:, None]
+            best = ((candidates - here) ** 2).sum(2).argmin(1)  # (rows, h, w)
+            chosen = torch.gather(candidates, 1, best[:, None, None].expand(-1, 1, candidates.shape[2], -1, -1))[:, 0]
+            out[rows] = chosen.numpy().astype(out.dtype)
+    return out
+
+
 def counterfeit_scores(model, features: np.ndarray, classes: list[str]) -> np.ndarray:
     model.eval()
     out = []
@@ -147,6 +201,46 @@ def counterfeit_scores(model, features: np.ndarray, classes: list[str]) -> np.nd
             batch = torch.from_numpy(features[start : start + 64]).float().contiguous(memory_format=torch.channels_last)
             out.append(model.focus_from_features(batch)[0].numpy())
     return counterfeit_score(softmax(np.concatenate(out)), classes)
+
+
+def evidence_peaks(model, evidence_head, features: np.ndarray) -> np.ndarray:
+    model.eval()
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(features), 64):
+            batch = torch.from_numpy(features[start : start + 64]).float().contiguous(memory_format=torch.channels_last)
+            out.append(evidence_head(model.tail(batch)).flatten(1).amax(1).numpy())
+    return np.concatenate(out)
+
+
+def evidence_targets(data: Path, classes: list[str], work: Path, size: int, count: int) -> np.ndarray:
+    """(N, g, g) targets for the training crops: each cell's share on the marked evidence, the
+    crops recut exactly as prepare() cut them (the trainer's jittered boxes)."""
+    from PIL import Image
+
+    records = [r for r in scan_dataset(data) if r.split == "train" and r.label in classes]
+    if len(records) != count:
+        raise SystemExit(f"{data}: {len(records)} training records, the crops have {count}")
+    focus = FocusSpec(input_size=size)
+    grid = size // 32
+    out = np.zeros((count, grid, grid), np.float32)
+    cached = np.load(work / f"train_crops{size}.npy", mmap_mode="r")
+    for i, record in enumerate(records):
+        mask = parse_evidence(record.extra.get("evidence", ""))
+        if mask is None:
+            continue
+        with Image.open(data / record.path) as image:
+            photo_size = image.size
+        quad = parse_quad(record.extra["quad"], photo_size)
+        box = jittered(OrientedBox.from_quad(quad), np.random.default_rng(TrainConfig(data=str(data), out="").seed * 1_000_003 + i))
+        out[i] = evidence_target(mask, quad, box, focus, grid)
+    # The recut must be the cached crop: check one.
+    first = next(i for i, r in enumerate(records) if r.extra.get("quad"))
+    photo = decode_for_focus(data / records[first].path, focus)
+    box = jittered(OrientedBox.from_quad(parse_quad(records[first].extra["quad"], photo.image.size)), np.random.default_rng(TrainConfig(data=str(data), out="").seed * 1_000_003 + first))
+    if not np.array_equal(focus_crop(photo.image, box, focus, backbone_spec("efficientnet_lite0").preprocess.pad_color), cached[first]):
+        raise SystemExit("the recut crop differs from the cached one: is --data the dataset the crops came from?")
+    return out
 
 
 def per_tell(scores: np.ndarray, positive: np.ndarray, tells: list[list[str]]) -> dict[str, float]:
@@ -159,16 +253,37 @@ def per_tell(scores: np.ndarray, positive: np.ndarray, tells: list[list[str]]) -
 
 
 def run_variant(name: str, work: Path, shift=0, channel_drop=0.0, ema=0.0, drop_path=0.0, epochs=6, lr=1e-3,
-                weight_decay=0.02, pos=False, trunk=5, size=384, pooling="avg") -> dict:
+                weight_decay=0.02, pos=False, trunk=5, size=384, pooling="avg", ref=0, tell_loss=0.0, evidence_loss=0.0, data: Path | None = None) -> dict:
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     splits = {s: json.loads((work / f"{s}_labels.json").read_text()) for s in ("train", "val", "test")}
     classes = splits["train"]["classes"]
     is_counterfeit = np.array([is_counterfeit_class(c) for c in classes])
-    model = create_two_stage(TwoStageConfig(num_classes=len(classes), trunk_blocks=trunk, pooling=pooling)).to(memory_format=torch.channels_last)
+    model = create_two_stage(TwoStageConfig(num_classes=len(classes), trunk_blocks=max(trunk, 4), pooling=pooling)).to(memory_format=torch.channels_last)
+    if trunk == 3:  # not a depth the model offers (the glance wants stride 16): block 3 moves to the tail here
+        model.tail = torch.nn.Sequential(model.trunk[-1], *model.tail)
+        model.trunk = model.trunk[:-1]
+        for parameter in model.tail.parameters():
+            parameter.requires_grad_(True)
     started = time.perf_counter()
     features = {s: trunk_features(model, work, s, size, trunk) for s in splits}
     labels = {s: np.array(splits[s]["labels"]) for s in splits}
+    if ref:
+        products = {s: np.array([classes[i].split("/")[0] for i in labels[s]]) for s in splits}
+        train_records = [r for r in scan_dataset(data) if r.split == "train" and r.label in classes]
+        if len(train_records) != len(labels["train"]):
+            raise SystemExit(f"{data}: {len(train_records)} training records, the crops have {len(labels['train'])}")
+        cases = [r.case_id for r in train_records]
+        genuine = np.array([not is_counterfeit[i] for i in labels["train"]])
+        bank, bank_products = features["train"][genuine], products["train"][genuine]
+        bank_cases = [c for c, g in zip(cases, genuine) if g]
+        for s in splits:
+            references = reference_features(features[s], products[s], cases if s == "train" else None,
+                                            bank, bank_products, bank_cases, ref)
+            features[s] = np.concatenate([features[s], references], axis=1)
+        print(f"  references ready ({time.perf_counter() - started:.0f}s)", flush=True)
+        channels = features["train"].shape[1] // 2
+        model.tail = torch.nn.Sequential(ReferenceConditioned(model.tail[0], channels), *model.tail[1:])
     if pos:
         model.tail = torch.nn.Sequential(PositionEmbedded(model.tail[0], features["train"].shape[1], features["train"].shape[2]), *model.tail[1:])
     if drop_path:
@@ -176,11 +291,20 @@ def run_variant(name: str, work: Path, shift=0, channel_drop=0.0, ema=0.0, drop_
         for i, block in enumerate(blocks):
             block.drop_path = DropPath(drop_path * (i + 1) / len(blocks))
     train_x, train_y = features["train"], labels["train"]
+    tell_names = sorted({t for ts in splits["train"]["tells"] for t in ts})
+    train_tells = np.array([[t in ts for t in tell_names] for ts in splits["train"]["tells"]], np.float32)
+    tell_head = torch.nn.Linear(FOCUS_CHANNELS, len(tell_names))
+    evidence_head = torch.nn.Conv2d(FOCUS_CHANNELS, 1, 1)
+    if evidence_loss:
+        targets = torch.from_numpy(evidence_targets(data, classes, work, size, len(train_y)))
+        print(f"  evidence targets ready: {float((targets.flatten(1).amax(1) > 0).float().mean()):.2f} of photos marked "
+              f"({time.perf_counter() - started:.0f}s)", flush=True)
     counts = np.bincount(train_y, minlength=len(classes)).astype(float)
     weights = torch.tensor(len(train_y) / (len(classes) * np.maximum(counts, 1)), dtype=torch.float32)
     averaged = copy.deepcopy(model) if ema else None
     for phase, phase_epochs in (("head", 1), ("tail", epochs)):
-        parameters = model.trainable_parameters(phase)
+        parameters = model.trainable_parameters(phase) + (list(tell_head.parameters()) if tell_loss else []) + (
+            list(evidence_head.parameters()) if evidence_loss else [])
         for parameter in model.tail.parameters():
             parameter.requires_grad_(phase == "tail")
         phase_lr = lr * (10 if phase == "head" else 1)
@@ -205,8 +329,21 @@ def run_variant(name: str, work: Path, shift=0, channel_drop=0.0, ema=0.0, drop_
                 if channel_drop:
                     x = F.dropout2d(x, channel_drop) * (1 - channel_drop)
                 x = x.contiguous(memory_format=torch.channels_last)
-                loss = F.cross_entropy(model.focus_from_features(x)[0], torch.from_numpy(train_y[index]),
-                                       weight=weights, label_smoothing=0.1)
+                if evidence_loss:
+                    feature_map = model.tail(x)
+                    logits = pool_maps(model.class_head(model.dropout(feature_map)), model.config)
+                    embedding = feature_map.mean(dim=(2, 3))
+                else:
+                    logits, _, embedding = model.focus_from_features(x)
+                loss = F.cross_entropy(logits, torch.from_numpy(train_y[index]), weight=weights, label_smoothing=0.1)
+                if evidence_loss:
+                    target = targets[index]
+                    predicted = evidence_head(feature_map)[:, 0]
+                    if predicted.shape[1:] != target.shape[1:]:
+                        raise SystemExit(f"evidence grid {tuple(target.shape[1:])} != map {tuple(predicted.shape[1:])}")
+                    loss = loss + evidence_loss * F.binary_cross_entropy_with_logits(predicted, target)
+                if tell_loss:
+                    loss = loss + tell_loss * F.binary_cross_entropy_with_logits(tell_head(embedding), torch.from_numpy(train_tells[index]))
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -222,6 +359,10 @@ def run_variant(name: str, work: Path, shift=0, channel_drop=0.0, ema=0.0, drop_
             val = counterfeit_scores(judged, features["val"], classes)
             test = counterfeit_scores(judged, features["test"], classes)
             positive = is_counterfeit[labels["test"]]
+            if evidence_loss:
+                peak_val, peak_test = (evidence_peaks(judged, evidence_head, features[s]) for s in ("val", "test"))
+                print(f"  {name} evidence peak alone: val ROC-AUC {roc_auc(peak_val, is_counterfeit[labels['val']]):.3f} test "
+                      f"{roc_auc(peak_test, positive):.3f} recall@FA0.02 {recall_at_false_alarm_rate(peak_test, positive, 0.02):.3f}", flush=True)
             print(f"  {name} {phase} epoch {epoch + 1}: val ROC-AUC {roc_auc(val, is_counterfeit[labels['val']]):.3f} "
                   f"test ROC-AUC {roc_auc(test, positive):.3f} recall@FA0.02 "
                   f"{recall_at_false_alarm_rate(test, positive, 0.02):.3f} ({time.perf_counter() - started:.0f}s)", flush=True)
@@ -251,7 +392,7 @@ def main() -> None:
     results = []
     for name in names:
         prepare(args.data, args.test, args.work, VARIANTS[name].get("size", 384))
-        result = run_variant(name, args.work, **VARIANTS[name])
+        result = run_variant(name, args.work, data=args.data, **VARIANTS[name])
         print(json.dumps(result), flush=True)
         results.append(result)
         (args.work / "results.json").write_text(json.dumps(results, indent=2) + "\n")

@@ -229,7 +229,6 @@ class _OnnxScorer:
             unrelated = write_unrelated_photos(Path(directory))
             if self.model.metadata.two_stage:
                 from longteng.inference.two_stage import outputs_for_paths
-        from longteng.training.pointing import pointing_report
 
                 unrelated_outputs = outputs_for_paths(self.model, [photo.path for photo in unrelated]).outputs
             else:
