@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
+from longteng.data.evidence import EVIDENCE_GRID, format_evidence
 from longteng.data.layout import Record, sha256_file, write_manifest
 from longteng.focus import (
     FocusSpec, GlanceFrame, OrientedBox, box_from_maps, decode_for_focus, focus_crop, focus_to_photo,
@@ -129,10 +130,17 @@ def _boxed_dataset(root: Path, per_class: dict[str, int], seed: int = 0) -> None
                 (root / relative).parent.mkdir(parents=True, exist_ok=True)
                 image.save(root / relative)
                 quad = " ".join(f"{x / size[0]:.5f} {y / size[1]:.5f}" for x, y in box.corners())
-                tells = "cert_mark=0.8" if authenticity == "counterfeit" else ""
+                tells = "cert_mark:0.8" if authenticity == "counterfeit" else ""
+                evidence = format_evidence(_MARK_EVIDENCE) if authenticity == "counterfeit" else ""
                 records.append(Record(relative, "gadget", authenticity, f"{authenticity}-{split}-{i // 3}", split,
-                                      sha256_file(root / relative), {"tells": tells, "quad": quad}))
-    write_manifest(root, records, extra_columns=["tells", "quad"])
+                                      sha256_file(root / relative), {"tells": tells, "quad": quad, "evidence": evidence}))
+    write_manifest(root, records, extra_columns=["tells", "quad", "evidence"])
+
+
+# Where _boxed_dataset's blue mark is in the item's frame: a sixth of its length and a third
+# of its width about the centre (rows along, columns across; rounded outwards to whole cells).
+_MARK_EVIDENCE = np.zeros(EVIDENCE_GRID, bool)
+_MARK_EVIDENCE[13:19, 5:11] = True
 
 
 @pytest.fixture(scope="module")
@@ -196,6 +204,24 @@ def test_heatmap_peak_lands_on_the_evidence_in_the_photo():
     assert math.hypot(x - expected_x[0], y - expected_y[0]) < 12
     assert polygon_iou(box.corners(), box.corners()) > 0.99
     assert json.dumps(box.to_list())
+
+
+@pytest.mark.slow
+def test_evaluate_reports_where_the_heatmap_peaks_against_the_marked_evidence(two_stage_run, tmp_path):
+    """Through the exported model and the runtime's path, for the 8 counterfeit test photos.
+    The blue mark covers one of the 3x3 cells of a 96 px crop's class map, and the item about
+    six of them: chance is about 1/6. Whether this tiny model's peak hits the mark is not
+    asserted (its class maps are 3x3; test_evidence.py checks the measure on known maps)."""
+    from longteng.export.exporter import export_model
+    from longteng.training.evaluate import evaluate_model
+
+    root, result = two_stage_run
+    export_model(result.run_dir, tmp_path / "model.onnx")
+    pointing = evaluate_model(tmp_path / "model.onnx", root / "data", "test").report["heatmap_pointing"]
+    assert pointing["n"] == 8
+    assert 0.1 < pointing["chance"] < 0.25
+    assert pointing["peak_on_tell"] * 8 == round(pointing["peak_on_tell"] * 8)
+    assert pointing["by_tell"] == {"cert_mark": {"n": 8, "peak_on_tell": pointing["peak_on_tell"]}}
 
 
 @pytest.mark.slow
