@@ -20,11 +20,24 @@ Variants (`--variants`, comma separated):
   s512      512 px crops (about the photo's own resolution on a 1600x1200 photo; 1.8x the pixels)
   lse, topk pooling of the class maps by log-sum-exp (r = 4) or the mean of the top 5% of
             positions instead of their mean: evidence that is not averaged away
+  ref       reference-conditioned: the tail also sees, per position, the difference to the
+            nearest of the 5 genuine training photos of the same product nearest in trunk
+            features (never one of the photo's own seizure case), through zero-initialised
+            1x1 adapters (ref1: the single nearest photo)
+  tells     an auxiliary head names the tells (10 sigmoid outputs on the pooled features)
+  evidence  dense supervision: a 1x1 head on the last feature map predicts, per cell, the share
+            of the cell on the tells the manifest marks (column `evidence`; --data must be the
+            dataset the crops came from, synthesized with it); also reports the head's peak
+            as a score of its own
+  trunk3    blocks 3 to 6 train (the trunk stops after block 2, stride 8)
 
     longteng data synth /tmp/dev/train --images 1500 --size 1600x1200 --seed 101
     longteng data synth /tmp/dev/test --images 500 --size 1600x1200 --seed 102
     python bench/focus_variants.py --data /tmp/dev/train --test /tmp/dev/test --work /tmp/fv \
         --variants base,aug,ema_dp,all,trunk4,pos,s512
+    longteng data synth /tmp/dev/train3 --images 1500 --size 1600x1200 --seed 101  # with evidence
+    python bench/focus_variants.py --data /tmp/dev/train3 --test /tmp/dev/test --work /tmp/fv \
+        --variants ref,tells,evidence,trunk3
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ import torch
 
 from longteng import __version__
 from longteng.data.layout import Record, scan_dataset
-from longteng.decision import OperatingPoint
+from longteng.decision import OperatingPoint, ScoreCalibration
 from longteng.errors import CheckpointError, ConfigError, DatasetError
 from longteng.focus import FocusSpec
 from longteng.inference.metadata import ModelMetadata, UnknownDetector
@@ -363,6 +363,7 @@ def _metadata(
         class_names=list(checkpoint.class_names),
         preprocess=checkpoint.preprocess,
         temperature=checkpoint.temperature,
+        score_calibration=ScoreCalibration.from_dict(checkpoint.score_calibration),
         operating_point=OperatingPoint.from_dict(checkpoint.operating_point or {}),
         unknown=detector,
         model_version=version,

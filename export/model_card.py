@@ -77,6 +77,9 @@ def render_model_card(metadata: ModelMetadata, model_name: str) -> str:
         "## Calibration and operating point",
         "",
         f"* Temperature {metadata.temperature:.4f}, fitted on the validation split (the `probabilities` output applies it).",
+        f"* Score calibration: slope {metadata.score_calibration.slope:.4f}, bias {metadata.score_calibration.bias:.4f} "
+        "(Platt scaling of the counterfeit-vs-genuine log-odds, fitted on the validation split after the temperature; "
+        "the runtime applies it to the `probabilities` output: longteng.decision.calibrate_scores).",
         f"* Counterfeit score = summed probability of the `*/counterfeit` classes. GENUINE below "
         f"{op.refer_low:.4f}, COUNTERFEIT from {op.refer_high:.4f}, REFER in between.",
         f"* Chosen on validation for a false-alarm rate of at most {op.max_false_alarm_rate:.1%} "

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from longteng.data.layout import AUTHENTICITIES, split_class_name
-from longteng.decision import OperatingPoint
+from longteng.decision import OperatingPoint, ScoreCalibration
 from longteng.errors import CheckpointError, ConfigError
 from longteng.focus import FocusSpec
 from longteng.preprocess import PreprocessSpec
@@ -66,6 +66,8 @@ class ModelMetadata:
     # (False: the focus stage sees the whole photo). None: a single-stage model.
     focus: FocusSpec | None = None
     glance_trained: bool = False
+    # After the temperature: Platt scaling of the counterfeit score (identity in older files).
+    score_calibration: ScoreCalibration = ScoreCalibration()
 
     @property
     def two_stage(self) -> bool:
@@ -81,6 +83,7 @@ class ModelMetadata:
             "longteng.class_names": json.dumps(self.class_names),
             "longteng.preprocess": self.preprocess.to_json(),
             "longteng.temperature": repr(float(self.temperature)),
+            "longteng.score_calibration": json.dumps(self.score_calibration.to_dict(), sort_keys=True),
             "longteng.operating_point": json.dumps(self.operating_point.to_dict(), sort_keys=True),
             "longteng.unknown": json.dumps(
                 None if self.unknown is None else {
@@ -118,6 +121,9 @@ class ModelMetadata:
             provenance=parse("longteng.provenance", json.loads),
             focus=parse("longteng.focus", FocusSpec.from_json, None),
             glance_trained=parse("longteng.glance_trained", lambda text: bool(json.loads(text)), False),
+            score_calibration=parse(
+                "longteng.score_calibration", lambda text: ScoreCalibration.from_dict(json.loads(text)), ScoreCalibration()
+            ),
         )
 
     def check(self, source: str) -> None:

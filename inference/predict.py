@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from longteng.decision import Decision, decide
+from longteng.decision import Decision, calibrate_scores, decide
 from longteng.errors import ConfigError, ImageLoadError, UnusableFile
 from longteng.imageio import DEFAULT_MAX_PIXELS
 from longteng.inference.discover import DiscoveryError
@@ -130,7 +130,8 @@ class Predictor:
         """uint8 (N, S, S, 3) model inputs (single-stage photos or focus crops) -> predictions."""
         metadata = self.metadata
         outputs = self.model.run(pixels)
-        probabilities = np.asarray(outputs["probabilities"], dtype=np.float64)
+        # The graph applies the temperature; the score calibration follows here, in numpy.
+        probabilities = calibrate_scores(outputs["probabilities"], metadata.score_calibration, metadata.class_names)
         unknown_score = None
         unknown = np.zeros(len(paths), dtype=bool)
         if metadata.unknown is not None:

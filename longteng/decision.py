@@ -6,6 +6,12 @@ Operational semantics, which every metric in this project follows:
 
 * The counterfeit score of a photo is the calibrated probability that it shows a counterfeit:
   the sum of the probabilities of the ``<product>/counterfeit`` classes.
+* Calibration has two steps, both fitted on validation photos: a temperature over all classes,
+  then a :class:`ScoreCalibration` of the counterfeit-vs-genuine log-odds (Platt scaling), which
+  moves probability mass between the genuine and the counterfeit classes (for a photo whose
+  product is clear: between that product's two classes). The officer's confidence is about
+  authenticity, and a temperature alone, fitted to all classes at once, leaves that number
+  miscalibrated (README, Measured).
 * An :class:`OperatingPoint` splits the score range in three:
   ``score < refer_low`` -> GENUINE, ``score >= refer_high`` -> COUNTERFEIT, anything in
   between -> REFER (the photo goes to an expert).
@@ -80,6 +86,72 @@ class OperatingPoint:
         if missing:
             raise ConfigError(f"operating point is missing {', '.join(missing)}")
         return cls(**{name: data[name] for name in fields})  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class ScoreCalibration:
+    """s -> sigmoid(slope * logit(s) + bias) for the counterfeit score s; (1, 0) is the identity."""
+
+    slope: float = 1.0
+    bias: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("slope", "bias"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ConfigError(f"score calibration {name} must be a finite number, got {value!r}")
+            object.__setattr__(self, name, float(value))
+        # A non-positive slope would reverse or flatten the ranking the operating point relies on.
+        if not 0.0 < self.slope <= MAX_CALIBRATION_SLOPE or abs(self.bias) > MAX_CALIBRATION_BIAS:
+            raise ConfigError(
+                f"score calibration needs 0 < slope <= {MAX_CALIBRATION_SLOPE} and |bias| <= {MAX_CALIBRATION_BIAS}, "
+                f"got slope {self.slope}, bias {self.bias}"
+            )
+
+    @property
+    def is_identity(self) -> bool:
+        return self.slope == 1.0 and self.bias == 0.0
+
+    def to_dict(self) -> dict[str, float]:
+        return {"slope": self.slope, "bias": self.bias}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, object] | None) -> "ScoreCalibration":
+        if data is None:
+            return cls()  # files written before score calibration existed
+        unknown = set(data) - {"slope", "bias"}
+        if unknown:
+            raise ConfigError(f"score calibration has unknown keys: {', '.join(sorted(unknown))}")
+        return cls(**data)  # type: ignore[arg-type]
+
+
+MAX_CALIBRATION_SLOPE = 100.0
+MAX_CALIBRATION_BIAS = 50.0
+
+
+def calibrate_scores(probabilities: np.ndarray, calibration: ScoreCalibration, class_names: Sequence[str]) -> np.ndarray:
+    """Temperature-scaled (N, C) probabilities -> calibrated ones: each row's counterfeit mass
+    becomes sigmoid(slope * logit(s) + bias), shared among its counterfeit classes in the same
+    proportions as before, and the genuine classes share the rest likewise."""
+    probabilities = _check_probabilities(probabilities, class_names)
+    if calibration.is_identity:
+        return probabilities
+    is_counterfeit = np.array([_authenticity(name) == _COUNTERFEIT_AUTHENTICITY for name in class_names])
+    tiny = np.finfo(np.float64).tiny
+    mass = np.clip(probabilities[:, is_counterfeit].sum(axis=1), 0.0, 1.0)
+    log_odds = np.log(np.maximum(mass, tiny)) - np.log(np.maximum(1.0 - mass, tiny))
+    calibrated = 1.0 / (1.0 + np.exp(-(calibration.slope * log_odds + calibration.bias)))
+    counterfeit_factor = calibrated / np.maximum(mass, tiny)
+    genuine_factor = (1.0 - calibrated) / np.maximum(1.0 - mass, tiny)
+    out = probabilities * np.where(is_counterfeit[None, :], counterfeit_factor[:, None], genuine_factor[:, None])
+    return out / out.sum(axis=1, keepdims=True)
+
+
+def calibrated_probabilities(
+    logits: np.ndarray, temperature: float, calibration: ScoreCalibration, class_names: Sequence[str]
+) -> np.ndarray:
+    """The model's logits -> the probabilities every verdict and metric is computed from."""
+    return calibrate_scores(softmax(logits, temperature), calibration, class_names)
 
 
 @dataclass(frozen=True)

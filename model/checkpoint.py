@@ -34,6 +34,8 @@ class Checkpoint:
     metrics: dict[str, Any] = field(default_factory=dict)
     manifest_hash: str = ""
     temperature: float = 1.0
+    # longteng.decision.ScoreCalibration.to_dict(); None: fitted before it existed (identity)
+    score_calibration: dict[str, float] | None = None
     operating_point: dict[str, Any] | None = None
     epoch: int = 0
     code_version: str = __version__
@@ -51,6 +53,7 @@ class Checkpoint:
             "metrics": self.metrics,
             "manifest_hash": self.manifest_hash,
             "temperature": self.temperature,
+            "score_calibration": self.score_calibration,
             "operating_point": self.operating_point,
             "epoch": self.epoch,
             "code_version": self.code_version,
@@ -107,6 +110,7 @@ def load_checkpoint(path: Path | str) -> Checkpoint:
             metrics=meta.get("metrics", {}),
             manifest_hash=meta.get("manifest_hash", ""),
             temperature=float(meta.get("temperature", 1.0)),
+            score_calibration=meta.get("score_calibration"),
             operating_point=meta.get("operating_point"),
             epoch=int(meta.get("epoch", 0)),
             code_version=meta.get("code_version", ""),

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from longteng.cli.main import main
-from longteng.decision import OperatingPoint, decide, softmax
+from longteng.decision import OperatingPoint, ScoreCalibration, calibrate_scores, calibrated_probabilities, decide, softmax
 from longteng.errors import CheckpointError
 from longteng.inference.metadata import INPUT_NAME, OUTPUT_NAMES
 from longteng.inference.session import OnnxModel
@@ -63,6 +63,7 @@ def test_the_file_alone_carries_everything_and_gives_the_same_verdicts(tiny_onnx
     assert metadata.class_names == checkpoint.class_names
     assert metadata.preprocess == checkpoint.preprocess
     assert metadata.temperature == checkpoint.temperature
+    assert metadata.score_calibration == ScoreCalibration.from_dict(checkpoint.score_calibration)
     assert metadata.operating_point == OperatingPoint.from_dict(checkpoint.operating_point)
     assert metadata.model_version == model_version(onnx.load(str(alone)))
     provenance = metadata.provenance
@@ -71,10 +72,16 @@ def test_the_file_alone_carries_everything_and_gives_the_same_verdicts(tiny_onnx
     assert provenance["opset"] == 18 and provenance["parity"]["passed"] is True
     assert provenance["export_date"] and provenance["code_version"] == checkpoint.code_version
 
-    from_file = decide(model.run(photos)["probabilities"], metadata.class_names, metadata.operating_point)
+    from_file = decide(
+        calibrate_scores(model.run(photos)["probabilities"], metadata.score_calibration, metadata.class_names),
+        metadata.class_names, metadata.operating_point,
+    )
     from_checkpoint = decide(
-        softmax(_torch_logits(checkpoint, photos), checkpoint.temperature), checkpoint.class_names,
-        OperatingPoint.from_dict(checkpoint.operating_point),
+        calibrated_probabilities(
+            _torch_logits(checkpoint, photos), checkpoint.temperature,
+            ScoreCalibration.from_dict(checkpoint.score_calibration), checkpoint.class_names,
+        ),
+        checkpoint.class_names, OperatingPoint.from_dict(checkpoint.operating_point),
     )
     assert [(d.verdict, d.product) for d in from_file] == [(d.verdict, d.product) for d in from_checkpoint]
 

@@ -298,6 +298,10 @@ HOSTILE_METADATA = {
         "longteng.unknown.parameters",
     ),
     "NaN operating point": (_set("longteng.operating_point", "refer_low", float("nan")), "operating point"),
+    "NaN score calibration": (_set("longteng.score_calibration", "slope", float("nan")), "longteng.score_calibration"),
+    "a score calibration that reverses the ranking": (
+        _set("longteng.score_calibration", "slope", -1.0), "longteng.score_calibration",
+    ),
     "empty model version": (lambda props: props.__setitem__("longteng.model_version", " "), "longteng.model_version"),
 }
 
@@ -319,6 +323,13 @@ def test_the_untouched_model_passes_the_same_checks(tiny_onnx_model, tmp_path, c
     photo = tmp_path / "p.png"
     picture(1).save(photo)
     assert main(["predict", str(photo), "--model", str(model)]) == exitcodes.OK
+
+
+def test_a_model_from_before_score_calibration_loads_with_the_identity(tiny_onnx_model, tmp_path):
+    from longteng.inference.session import OnnxModel
+
+    model = _with_metadata(tiny_onnx_model, tmp_path / "older.onnx", lambda props: props.pop("longteng.score_calibration"))
+    assert OnnxModel(model).metadata.score_calibration.is_identity
 
 
 # --- group 5: globs are folder walks ----------------------------------------------------------

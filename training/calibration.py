@@ -1,4 +1,6 @@
-"""Temperature scaling: one scalar T so that softmax(logits / T) gives honest probabilities.
+"""Calibration, fitted on validation data: a temperature, then the counterfeit score's Platt scaling.
+
+Temperature scaling: one scalar T so that softmax(logits / T) gives honest probabilities.
 
 Networks trained with cross-entropy are usually over-confident (T > 1 fixes that). T is fitted
 on validation logits by minimising the negative log-likelihood with a golden-section search
@@ -12,6 +14,7 @@ import math
 
 import numpy as np
 
+from longteng.decision import ScoreCalibration, counterfeit_score, is_counterfeit_class, softmax
 from longteng.errors import ConfigError
 
 DEFAULT_TEMPERATURE_BOUNDS = (0.05, 20.0)
@@ -83,3 +86,46 @@ def _check_inputs(logits: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, n
     if not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0 or labels.max() >= logits.shape[1]:
         raise ConfigError(f"labels must be class indices in [0, {logits.shape[1]})")
     return logits, labels.astype(np.int64)
+
+
+def fit_score_calibration(scores: np.ndarray, is_counterfeit: np.ndarray, max_steps: int = 100) -> ScoreCalibration:
+    """Platt scaling of temperature-scaled counterfeit scores: the (slope, bias) minimising the
+    NLL of sigmoid(slope * logit(s) + bias), by Newton's method (the NLL is convex in them).
+
+    The identity when the fit is not usable: one class only, or a slope the ranking forbids
+    (not positive) or a fit that did not settle; the scores are then left as they are.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    positive = np.asarray(is_counterfeit, dtype=np.float64)
+    if scores.shape != positive.shape or scores.ndim != 1:
+        raise ConfigError(f"need matching 1-d scores and labels, got {scores.shape} and {positive.shape}")
+    if len(scores) == 0 or positive.min() == positive.max():
+        return ScoreCalibration()
+    clipped = np.clip(scores, 1e-7, 1 - 1e-7)
+    x = np.log(clipped) - np.log1p(-clipped)
+    slope, bias = 1.0, 0.0
+    for _ in range(max_steps):
+        p = 1.0 / (1.0 + np.exp(-(slope * x + bias)))
+        gradient = np.array([np.sum((p - positive) * x), np.sum(p - positive)])
+        weight = p * (1.0 - p) + 1e-12
+        hessian = np.array([[np.sum(weight * x * x), np.sum(weight * x)], [np.sum(weight * x), np.sum(weight)]])
+        step = np.linalg.solve(hessian + 1e-9 * np.eye(2), gradient)
+        slope, bias = slope - float(step[0]), bias - float(step[1])
+        if not (math.isfinite(slope) and math.isfinite(bias)):
+            return ScoreCalibration()
+        if float(np.abs(step).max()) < 1e-9:
+            break
+    else:
+        return ScoreCalibration()
+    try:
+        return ScoreCalibration(slope, bias)
+    except ConfigError:
+        return ScoreCalibration()
+
+
+def fit_calibration(logits: np.ndarray, labels: np.ndarray, class_names: list[str]) -> tuple[float, ScoreCalibration]:
+    """Both steps on validation logits: the temperature, then the counterfeit score's Platt scaling."""
+    temperature = fit_temperature(logits, labels)
+    positive = np.array([is_counterfeit_class(class_names[i]) for i in labels], dtype=bool)
+    scores = counterfeit_score(softmax(logits, temperature), class_names)
+    return temperature, fit_score_calibration(scores, positive)

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from longteng.data.layout import SPLITS, scan_dataset
-from longteng.decision import OperatingPoint, softmax
+from longteng.decision import OperatingPoint, ScoreCalibration, calibrated_probabilities
 from longteng.errors import CheckpointError, ConfigError, DatasetError
 from longteng.preprocess import PreprocessSpec, normalize
 from longteng.training.cache import decode_images
@@ -108,7 +108,7 @@ def evaluate_model(
     for failure in decoded.failures:
         reporter.warning(f"skipped {failure.path}: {failure.detail}")
     labels = np.array([index[r.label] for r in decoded.records], dtype=np.int64)
-    probabilities = softmax(logits, model.temperature)
+    probabilities = calibrated_probabilities(logits, model.temperature, model.score_calibration, classes)
     report = evaluation_report(
         probabilities, labels, classes, model.operating_point,
         tells=[r.tells() for r in decoded.records], case_ids=[r.case_id for r in decoded.records], logits=logits,
@@ -116,6 +116,7 @@ def evaluate_model(
     report["split"] = split
     report["model"] = str(model_path)
     report["temperature"] = model.temperature
+    report["score_calibration"] = model.score_calibration.to_dict()
     report["skipped"] = [f.__dict__ for f in decoded.failures]
     if localisation is not None:
         report["localisation"] = localisation
@@ -151,6 +152,7 @@ class _CheckpointScorer:
         self.class_names = checkpoint.class_names
         self.preprocess = checkpoint.preprocess
         self.temperature = checkpoint.temperature
+        self.score_calibration = ScoreCalibration.from_dict(checkpoint.score_calibration)
         self.operating_point = OperatingPoint.from_dict(checkpoint.operating_point)
         self.device = resolve_device(device)
         self.network = build_model(checkpoint).to(self.device).to(memory_format=torch.channels_last)
@@ -171,6 +173,7 @@ class _OnnxScorer:
         self.class_names = metadata.class_names
         self.preprocess = metadata.preprocess
         self.temperature = metadata.temperature
+        self.score_calibration = metadata.score_calibration
         self.operating_point = metadata.operating_point
         self.batch_size = batch_size
         self.outputs: dict[str, np.ndarray] = {}

@@ -21,7 +21,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from longteng import __version__
 from longteng.data.layout import Record, class_names, manifest_hash, scan_dataset
-from longteng.decision import OperatingPoint, counterfeit_score, is_counterfeit_class, softmax
+from longteng.decision import OperatingPoint, calibrated_probabilities, counterfeit_score, is_counterfeit_class
 from longteng.errors import ConfigError, DatasetError
 from longteng.model.backbones import backbone_spec
 from longteng.model.checkpoint import Checkpoint, build_model, load_checkpoint, resolve_checkpoint_path, save_checkpoint
@@ -29,7 +29,7 @@ from longteng.model.network import Classifier, ModelConfig, create_model, grow_h
 from longteng.preprocess import PreprocessSpec, normalize
 from longteng.training.augment import augment_batch, recompress_jpeg
 from longteng.training.cache import DecodedImages, decode_images
-from longteng.training.calibration import fit_temperature
+from longteng.training.calibration import fit_calibration
 from longteng.training.config import TrainConfig
 from longteng.training.distributed import DistContext, all_reduce_sum, init_distributed, shutdown_distributed
 from longteng.training.evaluate import torch_logits
@@ -354,8 +354,8 @@ def _finalize(
 
     with reporter.task("calibrate on val", len(splits["val"].labels)) as advance:
         val_logits = torch_logits(model, splits["val"].decoded.pixels, spec, device, batch_size=config.eval_batch_size, channels_last=channels_last, progress=advance)
-    temperature = fit_temperature(val_logits, splits["val"].labels)
-    val_probabilities = softmax(val_logits, temperature)
+    temperature, score_calibration = fit_calibration(val_logits, splits["val"].labels, classes)
+    val_probabilities = calibrated_probabilities(val_logits, temperature, score_calibration, classes)
     val_scores = counterfeit_score(val_probabilities, classes)
     is_counterfeit = np.array([is_counterfeit_class(classes[i]) for i in splits["val"].labels])
     operating_point = choose_operating_point(
@@ -363,6 +363,7 @@ def _finalize(
         min_counterfeit_recall=config.min_counterfeit_recall,
     )
     best.temperature = temperature
+    best.score_calibration = score_calibration.to_dict()
     best.operating_point = operating_point.to_dict()
 
     report: dict[str, Any] = {}
@@ -371,12 +372,13 @@ def _finalize(
         with reporter.task("evaluate on test", len(test.labels)) as advance:
             test_logits = torch_logits(model, test.decoded.pixels, spec, device, batch_size=config.eval_batch_size, channels_last=channels_last, progress=advance)
         report = evaluation_report(
-            softmax(test_logits, temperature), test.labels, classes, operating_point,
+            calibrated_probabilities(test_logits, temperature, score_calibration, classes), test.labels, classes, operating_point,
             tells=[r.tells() for r in test.decoded.records], case_ids=[r.case_id for r in test.decoded.records],
             logits=test_logits,
         )
         report["split"] = "test"
         report["temperature"] = temperature
+        report["score_calibration"] = score_calibration.to_dict()
         write_report(report, run_dir / "report")
         best.metrics = {**best.metrics, "test": _headline(report)}
     else:

@@ -26,14 +26,14 @@ import torch.nn.functional as F
 
 from longteng import __version__
 from longteng.data.layout import Record, class_names, manifest_hash, scan_dataset
-from longteng.decision import counterfeit_score, is_counterfeit_class, softmax
+from longteng.decision import calibrated_probabilities, counterfeit_score, is_counterfeit_class
 from longteng.errors import ConfigError, DatasetError
 from longteng.focus import FocusSpec, OrientedBox, box_from_maps, iou_summary, objectness_target, polygon_iou
 from longteng.model.backbones import backbone_spec
 from longteng.model.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from longteng.model.two_stage import TRUNK_CHANNELS, TwoStageConfig, TwoStageModel, create_two_stage
 from longteng.preprocess import PreprocessSpec, normalize
-from longteng.training.calibration import fit_temperature
+from longteng.training.calibration import fit_calibration
 from longteng.training.config import TrainConfig
 from longteng.training.focus_data import GlanceItem, crops_at, glance_items
 from longteng.training.metrics import counterfeit_auc
@@ -140,8 +140,8 @@ def train_two_stage(config: TrainConfig, reporter: Reporter | None = None) -> Tw
     from longteng.training.report import evaluation_report, write_report
 
     val_logits = _focus_logits(model, splits["val"].features, config)
-    temperature = fit_temperature(val_logits, splits["val"].labels)
-    val_scores = counterfeit_score(softmax(val_logits, temperature), classes)
+    temperature, score_calibration = fit_calibration(val_logits, splits["val"].labels, classes)
+    val_scores = counterfeit_score(calibrated_probabilities(val_logits, temperature, score_calibration, classes), classes)
     val_counterfeit = np.array([is_counterfeit_class(classes[i]) for i in splits["val"].labels])
     operating_point = choose_operating_point(
         val_scores, val_counterfeit, max_false_alarm_rate=config.max_false_alarm_rate,
@@ -153,11 +153,11 @@ def train_two_stage(config: TrainConfig, reporter: Reporter | None = None) -> Tw
     if len(test.labels):
         test_logits = _focus_logits(model, test.features, config)
         report = evaluation_report(
-            softmax(test_logits, temperature), test.labels, classes, operating_point,
+            calibrated_probabilities(test_logits, temperature, score_calibration, classes), test.labels, classes, operating_point,
             tells=[i.record.tells() for i in test.items], case_ids=[i.record.case_id for i in test.items],
             logits=test_logits,
         )
-        report.update(split="test", temperature=temperature, localisation=localisation.get("test"), timings=timings)
+        report.update(split="test", temperature=temperature, score_calibration=score_calibration.to_dict(), localisation=localisation.get("test"), timings=timings)
         write_report(report, run_dir / "report")
         metrics["test"] = {
             "accuracy": report["accuracy"], "roc_auc": report["counterfeit"]["roc_auc"],
@@ -166,7 +166,8 @@ def train_two_stage(config: TrainConfig, reporter: Reporter | None = None) -> Tw
     checkpoint = Checkpoint(
         state_dict=model.state_dict(), model_config=model_config.to_dict(), preprocess=glance_spec,
         class_names=classes, train_config=config.to_dict(), metrics=metrics,
-        manifest_hash=manifest_hash(records), temperature=temperature, operating_point=operating_point.to_dict(),
+        manifest_hash=manifest_hash(records), temperature=temperature,
+        score_calibration=score_calibration.to_dict(), operating_point=operating_point.to_dict(),
         epoch=best_epoch, code_version=__version__,
         extra={"focus": json.loads(focus_spec.to_json()), "glance_trained": has_boxes},
     )
