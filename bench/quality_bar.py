@@ -127,6 +127,8 @@ def summary(name: str, difficulty: str, size: str, train_images: int, train_seco
         "roc_auc": report["counterfeit"]["roc_auc"],
         "ece": report["calibration"]["ece_top_class"],
         "ece_uncalibrated": report["calibration"]["uncalibrated"]["ece_top_class"],
+        "ece_counterfeit_score": report["calibration"]["ece_counterfeit_score"],
+        "score_calibration": report.get("score_calibration"),
         "op_recall": op["counterfeit_recall"],
         "op_false_alarm_rate": op["false_alarm_rate"],
         "op_refer_rate": op["refer_rate"],
@@ -134,13 +136,17 @@ def summary(name: str, difficulty: str, size: str, train_images: int, train_seco
         "accuracy": report["accuracy"],
         "iou_at_least_0.7": (report.get("localisation") or {}).get("iou_at_least_0.7"),
         "median_iou": (report.get("localisation") or {}).get("median_iou"),
+        # Where the tells are marked (data synth's evidence column): is the heatmap's peak on one?
+        "heatmap_peak_on_tell": (report.get("heatmap_pointing") or {}).get("peak_on_tell"),
+        "heatmap_chance": (report.get("heatmap_pointing") or {}).get("chance"),
+        "heatmap_by_tell": {t: r["peak_on_tell"] for t, r in ((report.get("heatmap_pointing") or {}).get("by_tell") or {}).items()},
         "per_tell": per_tell,
     }
 
 
 def markdown(rows: list[dict]) -> str:
-    columns = ["scenario", "train_minutes", "recall_at_far_0.02", "roc_auc", "ece", "ece_uncalibrated",
-               "op_recall", "op_false_alarm_rate", "op_refer_rate", "product_accuracy", "iou_at_least_0.7"]
+    columns = ["scenario", "train_minutes", "recall_at_far_0.02", "roc_auc", "ece", "ece_uncalibrated", "ece_counterfeit_score",
+               "op_recall", "op_false_alarm_rate", "op_refer_rate", "product_accuracy", "iou_at_least_0.7", "heatmap_peak_on_tell", "heatmap_chance"]
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for row in rows:
         cells = [f"{row.get(c):.3f}" if isinstance(row.get(c), float) else str(row.get(c)) for c in columns]
