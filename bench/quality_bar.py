@@ -139,7 +139,7 @@ def summary(name: str, difficulty: str, size: str, train_images: int, train_seco
         # Where the tells are marked (data synth's evidence column): is the heatmap's peak on one?
         "heatmap_peak_on_tell": (report.get("heatmap_pointing") or {}).get("peak_on_tell"),
         "heatmap_chance": (report.get("heatmap_pointing") or {}).get("chance"),
-        "heatmap_by_tell": {t: r["peak_on_tell"] for t, r in ((report.get("heatmap_pointing") or {}).get("by_tell") or {}).items()},
+        "heatmap_by_tell": ((report.get("heatmap_pointing") or {}).get("by_tell") or {}),
         "per_tell": per_tell,
     }
 

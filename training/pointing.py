@@ -32,7 +32,7 @@ def pointing_report(
     index = {name: i for i, name in enumerate(class_names)}
     hits: list[bool] = []
     chances: list[float] = []
-    by_tell: dict[str, list[bool]] = defaultdict(list)
+    by_tell: dict[str, list[tuple[bool, float]]] = defaultdict(list)
     for record, maps, box, size in zip(records, class_maps, boxes, sizes):
         if not record.is_counterfeit or box is None:
             continue
@@ -51,17 +51,21 @@ def pointing_report(
             continue
         peak = np.unravel_index(int(np.argmax(heat)), heat.shape)
         hit = bool(on_tell[peak])
+        chance = float(on_tell[on_item].mean())
         hits.append(hit)
-        chances.append(float(on_tell[on_item].mean()))
+        chances.append(chance)
         for tell in record.tells():
-            by_tell[tell].append(hit)
+            by_tell[tell].append((hit, chance))
     if not hits:
         return None
     return {
         "n": len(hits),
         "peak_on_tell": float(np.mean(hits)),
         "chance": float(np.mean(chances)),
-        "by_tell": {tell: {"n": len(v), "peak_on_tell": float(np.mean(v))} for tell, v in sorted(by_tell.items())},
+        "by_tell": {
+            tell: {"n": len(rows), "peak_on_tell": float(np.mean([h for h, _ in rows])), "chance": float(np.mean([c for _, c in rows]))}
+            for tell, rows in sorted(by_tell.items())
+        },
     }
 
 

@@ -63,10 +63,10 @@ def evaluate_command(
 def _print_pointing(pointing: dict | None) -> None:
     if not pointing:
         return
-    tells = ", ".join(f"{tell} {row['peak_on_tell']:.0%}" for tell, row in pointing["by_tell"].items())
+    tells = ", ".join(f"{tell} {row['peak_on_tell']:.0%} ({row['chance']:.0%})" for tell, row in pointing["by_tell"].items())
     console.out().print(
         f"\nHeatmap peak on a marked tell: {pointing['peak_on_tell']:.1%} of {pointing['n']} counterfeits "
-        f"(chance {pointing['chance']:.1%}); by tell: {tells}",
+        f"(chance {pointing['chance']:.1%}); by tell (chance): {tells}",
         markup=False, highlight=False,
     )
 
