@@ -63,6 +63,7 @@ def test_the_file_alone_carries_everything_and_gives_the_same_verdicts(tiny_onnx
     assert metadata.class_names == checkpoint.class_names
     assert metadata.preprocess == checkpoint.preprocess
     assert metadata.temperature == checkpoint.temperature
+    assert checkpoint.score_calibration is not None  # the trainer fitted it
     assert metadata.score_calibration == ScoreCalibration.from_dict(checkpoint.score_calibration)
     assert metadata.operating_point == OperatingPoint.from_dict(checkpoint.operating_point)
     assert metadata.model_version == model_version(onnx.load(str(alone)))
