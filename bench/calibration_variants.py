@@ -10,7 +10,8 @@ exported model (the runtime's decode, glance, crop and focus):
   shipped      softmax(logits / T), T fitted on validation by NLL (what the model ships)
   raw          softmax(logits)
   platt        a logistic fit of the counterfeit/genuine log-odds on validation on top of T:
-               s' = sigmoid(a * logit(s) + b), by NLL (2 parameters)
+               s' = sigmoid(a * logit(s) + b), by NLL (2 parameters): what training now
+               ships (longteng.training.calibration.fit_score_calibration)
   bcts         bias-corrected temperature scaling (Alexandari et al. 2020), restricted to one
                bias: softmax((logits + c * [class is counterfeit]) / T), (T, c) by NLL
                over all classes (2 parameters; stays a softmax over the same classes)
@@ -29,31 +30,10 @@ from pathlib import Path
 
 import numpy as np
 
-from longteng.decision import counterfeit_score, is_counterfeit_class, softmax
-from longteng.training.calibration import fit_temperature, negative_log_likelihood
+from longteng.decision import calibrate_scores, counterfeit_score, is_counterfeit_class, softmax
+from longteng.training.calibration import fit_score_calibration, fit_temperature, negative_log_likelihood
 from longteng.training.evaluate import evaluate_model
 from longteng.training.metrics import expected_calibration_error
-
-
-def logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(p, 1e-6, 1 - 1e-6)
-    return np.log(p) - np.log1p(-p)
-
-
-def fit_platt(scores: np.ndarray, positive: np.ndarray, steps: int = 500) -> tuple[float, float]:
-    """(a, b) minimising the NLL of sigmoid(a * logit(s) + b), by Newton's method (convex)."""
-    x, y = logit(scores), positive.astype(np.float64)
-    a, b = 1.0, 0.0
-    for _ in range(steps):
-        p = 1 / (1 + np.exp(-(a * x + b)))
-        gradient = np.array([np.sum((p - y) * x), np.sum(p - y)])
-        w = p * (1 - p) + 1e-9
-        hessian = np.array([[np.sum(w * x * x), np.sum(w * x)], [np.sum(w * x), np.sum(w)]])
-        step = np.linalg.solve(hessian + 1e-9 * np.eye(2), gradient)
-        a, b = a - step[0], b - step[1]
-        if np.abs(step).max() < 1e-10:
-            break
-    return float(a), float(b)
 
 
 def fit_bcts(logits: np.ndarray, labels: np.ndarray, counterfeit_class: np.ndarray) -> tuple[float, float]:
@@ -112,7 +92,8 @@ def main() -> None:
             "shipped": probabilities, "raw": softmax(logits),
         }
     val, test = per_split["val"], per_split["test"]
-    a, b = fit_platt(counterfeit_score(val["shipped"], classes), val["positive"])
+    platt = fit_score_calibration(counterfeit_score(val["shipped"], classes), val["positive"])
+    a, b = platt.slope, platt.bias
     bcts_t, bcts_c = fit_bcts(val["logits"], val["labels"], counterfeit_class.astype(np.float64))
     test["bcts"] = softmax(test["logits"] + bcts_c * counterfeit_class, bcts_t)
     results = {"temperature": temperature, "platt": {"a": a, "b": b}, "bcts": {"temperature": bcts_t, "bias": bcts_c},
@@ -121,14 +102,9 @@ def main() -> None:
         source = test[{"raw": "raw", "bcts": "bcts"}.get(method, "shipped")]
         scores = counterfeit_score(source, classes)
         probabilities = source
-        if method == "platt":
-            calibrated = 1 / (1 + np.exp(-(a * logit(scores) + b)))
-            # Rescale each row's counterfeit and genuine mass to the calibrated split.
-            cf = np.where(counterfeit_class, source, 0).sum(1, keepdims=True)
-            factor = np.where(counterfeit_class, calibrated[:, None] / np.maximum(cf, 1e-12),
-                              (1 - calibrated[:, None]) / np.maximum(1 - cf, 1e-12))
-            probabilities = source * factor
-            scores = calibrated
+        if method == "platt":  # what longteng train now ships: the runtime's own function
+            probabilities = calibrate_scores(source, platt, classes)
+            scores = counterfeit_score(probabilities, classes)
         results[f"{method}_test"] = measures(scores, test["positive"], probabilities, test["labels"])
         print(method, json.dumps({k: round(v, 4) for k, v in results[f"{method}_test"].items()}), flush=True)
     print(f"T {temperature:.3f}; platt a {a:.3f} b {b:.3f}; bcts T {bcts_t:.3f} c {bcts_c:.3f} "
