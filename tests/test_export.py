@@ -11,7 +11,9 @@ import pytest
 import torch
 
 from longteng.cli.main import main
-from longteng.decision import OperatingPoint, ScoreCalibration, calibrate_scores, calibrated_probabilities, decide, softmax
+from longteng.decision import (
+    OperatingPoint, ScoreCalibration, calibrate_scores, calibrated_probabilities, counterfeit_score, decide, softmax,
+)
 from longteng.errors import CheckpointError
 from longteng.inference.metadata import INPUT_NAME, OUTPUT_NAMES
 from longteng.inference.session import OnnxModel
@@ -220,3 +222,36 @@ def test_training_cache_and_runtime_decode_give_identical_arrays(tiny_onnx_model
         served = decode_photo(tiny_dataset / record.path, runtime.metadata, max_pixels=10**8)
         np.testing.assert_array_equal(first.pixels[index], served)
         np.testing.assert_array_equal(cached.pixels[index], served)
+
+
+def test_the_runtime_applies_the_score_calibration_the_file_carries(tiny_onnx_model, photos, tmp_path):
+    """A file whose metadata says slope 0.5, bias 2: every prediction's probabilities are the
+    graph's temperature-scaled ones moved by exactly that, and the verdicts follow them."""
+    import json
+
+    from longteng.inference.predict import Predictor
+
+    proto = onnx.load(str(tiny_onnx_model))
+    props = {p.key: p.value for p in proto.metadata_props}
+    props["longteng.score_calibration"] = json.dumps({"slope": 0.5, "bias": 2.0})
+    del proto.metadata_props[:]
+    for key, value in props.items():
+        proto.metadata_props.add(key=key, value=value)
+    shifted = tmp_path / "shifted.onnx"
+    onnx.save(proto, str(shifted))
+
+    predictor = Predictor(shifted)
+    metadata = predictor.metadata
+    assert metadata.score_calibration == ScoreCalibration(0.5, 2.0)
+    paths = [tmp_path / f"p{i}.png" for i in range(len(photos))]
+    predictions = predictor.predict_pixels(paths, photos)
+    graph = predictor.model.run(photos)["probabilities"]
+    expected = calibrate_scores(graph, ScoreCalibration(0.5, 2.0), metadata.class_names)
+    np.testing.assert_allclose(np.stack([p.probabilities for p in predictions]), expected, atol=1e-9)
+    assert not np.allclose(expected, graph, atol=1e-3)  # the bias moved mass towards counterfeit
+    unknown = np.array([p.decision.refer_reason == "unknown" for p in predictions])  # scikit-image's photos
+    assert [p.decision.verdict for p in predictions] == [
+        d.verdict for d in decide(expected, metadata.class_names, metadata.operating_point, unknown=unknown)
+    ]
+    np.testing.assert_allclose([p.decision.counterfeit_score for p in predictions],
+                               counterfeit_score(expected, metadata.class_names), atol=1e-9)
