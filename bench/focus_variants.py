@@ -246,7 +246,7 @@ def evidence_targets(data: Path, classes: list[str], work: Path, size: int, coun
             photo_size = image.size
         quad = parse_quad(record.extra["quad"], photo_size)
         box = jittered(OrientedBox.from_quad(quad), np.random.default_rng(TrainConfig(data=str(data), out="").seed * 1_000_003 + i))
-        out[i] = evidence_target(mask, quad, box, focus, grid)
+        out[i] = evidence_target(mask, quad, box, focus, (grid, grid))
     # The recut must be the cached crop: check one.
     first = next(i for i, r in enumerate(records) if r.extra.get("quad"))
     photo = decode_for_focus(data / records[first].path, focus)

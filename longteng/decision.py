@@ -138,7 +138,7 @@ def calibrate_scores(probabilities: np.ndarray, calibration: ScoreCalibration, c
         return probabilities
     is_counterfeit = np.array([_authenticity(name) == _COUNTERFEIT_AUTHENTICITY for name in class_names])
     tiny = np.finfo(np.float64).tiny
-    mass = np.clip(probabilities[:, is_counterfeit].sum(axis=1), 0.0, 1.0)
+    mass = counterfeit_score(probabilities, class_names)
     log_odds = np.log(np.maximum(mass, tiny)) - np.log(np.maximum(1.0 - mass, tiny))
     calibrated = 1.0 / (1.0 + np.exp(-(calibration.slope * log_odds + calibration.bias)))
     counterfeit_factor = calibrated / np.maximum(mass, tiny)

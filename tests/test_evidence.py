@@ -100,7 +100,7 @@ def test_evidence_maps_onto_the_focus_crop_cells() -> None:
     mask = np.zeros(EVIDENCE_GRID, bool)
     mask[:, : EVIDENCE_GRID[1] // 2] = True
     spec = FocusSpec(input_size=384)
-    target = evidence_target(mask, quad, box, spec, grid=12)
+    target = evidence_target(mask, quad, box, spec, (12, 12))
     assert target[:, 6:].max() == 0.0
     assert target[0].max() == 0.0 and target[-1].max() == 0.0  # the 12% margin above and below
     # The item is 320 long in a 384 crop of (1 + 2 * margin) * 320: its cells are fully inside.

@@ -110,13 +110,16 @@ def crops_at(
     return out
 
 
-def evidence_target(mask: np.ndarray, quad: np.ndarray, box: OrientedBox, focus_spec: FocusSpec, grid: int,
-                    samples: int = 4) -> np.ndarray:
-    """(grid, grid) float: the fraction of each cell of the focus crop cut at `box` that lies on
-    the item's marked evidence (`mask` in the frame of `quad`, photo pixels)."""
+def evidence_target(mask: np.ndarray, quad: np.ndarray, box: OrientedBox, focus_spec: FocusSpec,
+                    grid: tuple[int, int], samples: int = 4) -> np.ndarray:
+    """(h, w) float for a (h, w) grid over the focus crop cut at `box`: the fraction of each cell
+    that lies on the item's marked evidence (`mask` in the frame of `quad`, photo pixels),
+    from samples x samples points per cell."""
+    h, w = grid
     size = focus_spec.input_size
-    offsets = (np.arange(grid * samples) + 0.5) * size / (grid * samples)
-    u, v = np.meshgrid(offsets, offsets)
-    x, y = focus_to_photo(box, focus_spec, u, v)
+    v = (np.arange(h * samples) + 0.5) * size / (h * samples)
+    u = (np.arange(w * samples) + 0.5) * size / (w * samples)
+    uu, vv = np.meshgrid(u, v)
+    x, y = focus_to_photo(box, focus_spec, uu, vv)
     marked = evidence_at(mask, quad, x, y).astype(np.float32)
-    return marked.reshape(grid, samples, grid, samples).mean(axis=(1, 3))
+    return marked.reshape(h, samples, w, samples).mean(axis=(1, 3))

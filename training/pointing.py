@@ -16,11 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from longteng.data.evidence import evidence_at, parse_evidence
+from longteng.data.evidence import parse_evidence
 from longteng.data.layout import Record, class_name
-from longteng.focus import FocusSpec, OrientedBox, focus_to_photo, parse_quad
-
-_SAMPLES = 4  # points per cell side
+from longteng.focus import FocusSpec, OrientedBox, parse_quad
+from longteng.training.focus_data import evidence_target
 
 
 def pointing_report(
@@ -72,11 +71,4 @@ def pointing_report(
 def _cells_on_evidence(mask: np.ndarray, quad: np.ndarray, box: OrientedBox, focus: FocusSpec,
                        grid: tuple[int, int]) -> np.ndarray:
     """(h, w) bool: which cells of a class map over the focus crop cover marked evidence."""
-    h, w = grid
-    size = focus.input_size
-    v = (np.arange(h * _SAMPLES) + 0.5) * size / (h * _SAMPLES)
-    u = (np.arange(w * _SAMPLES) + 0.5) * size / (w * _SAMPLES)
-    uu, vv = np.meshgrid(u, v)
-    x, y = focus_to_photo(box, focus, uu, vv)
-    marked = evidence_at(mask, quad, x, y)
-    return marked.reshape(h, _SAMPLES, w, _SAMPLES).any(axis=(1, 3))
+    return evidence_target(mask, quad, box, focus, grid) > 0

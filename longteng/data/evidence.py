@@ -3,8 +3,8 @@
 The mask lives in the item's own frame (u across the item, v along it, both 0..1, v = 0 at
 the top edge of the manifest's `quad`), on a fixed grid of EVIDENCE_GRID cells, written as
 hex. The generator knows it exactly (it draws the tells); for real photos an expert may mark
-it while reviewing a referral. Training uses it, when present, to teach the focus stage
-*where* to look; a dataset without it trains as before.
+it while reviewing a referral. Evaluation uses it to check where the heatmap points
+(training.pointing); training does not (dense supervision with it did not help: README).
 """
 
 from __future__ import annotations

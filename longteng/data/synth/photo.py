@@ -10,10 +10,10 @@ import io
 import json
 from dataclasses import dataclass
 
+from longteng.data.evidence import format_evidence
 from longteng.data.synth.backgrounds import render_background
 from longteng.data.synth.camera import develop
 from longteng.data.synth.config import SynthConfig
-from longteng.data.evidence import format_evidence
 from longteng.data.synth.designs import genuine_design
 from longteng.data.synth.evidence import evidence_mask
 from longteng.data.synth.plan import STREAM_PRODUCT, STREAM_SCENE, STREAM_TELLS, ImagePlan, rng_for
