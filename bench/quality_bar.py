@@ -77,9 +77,13 @@ def scenario(name: str, args: argparse.Namespace, work: Path) -> dict:
     synth(train_data, args.images, args.train_seed, difficulty, size, train_extra)
     synth(test_data, args.test_images, args.test_seed, difficulty, size, test_extra)
     run_dir = work / f"{name}-run"
-    started = time.perf_counter()
-    run([*LONGTENG, "train", str(train_data), "--out", str(run_dir), *train_args])
-    train_seconds = time.perf_counter() - started
+    train_seconds = None
+    if args.reuse_runs and (run_dir / "best.pt").exists():
+        print(f"reusing the trained {run_dir} (--reuse-runs): exported and scored again, training not timed", flush=True)
+    else:
+        started = time.perf_counter()
+        run([*LONGTENG, "train", str(train_data), "--out", str(run_dir), *train_args])
+        train_seconds = time.perf_counter() - started
     run([*LONGTENG, "export", str(run_dir), "--out", str(run_dir / "model.onnx")])
     return summary(name, difficulty, size, args.images, train_seconds, run_dir / "model.onnx", test_data, run_dir / "test-report")
 
@@ -141,6 +145,8 @@ def summary(name: str, difficulty: str, size: str, train_images: int, train_seco
         "heatmap_chance": (report.get("heatmap_pointing") or {}).get("chance"),
         "heatmap_by_tell": ((report.get("heatmap_pointing") or {}).get("by_tell") or {}),
         "per_tell": per_tell,
+        # The text check (a misspelt logo, a wrong label format): how often it fired.
+        "text_check": report.get("text_check"),
     }
 
 
@@ -162,6 +168,8 @@ def main() -> None:
     parser.add_argument("--train-seed", type=int, default=1)
     parser.add_argument("--test-seed", type=int, default=2)
     parser.add_argument("--work", type=Path, default=ROOT / "bench" / "results" / "quality_bar")
+    parser.add_argument("--reuse-runs", action="store_true",
+                        help="where RUN/best.pt exists, skip training: export and score it again (after a change to export or the runtime)")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
 

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from longteng.data.layout import split_class_name
 from longteng.decision import GENUINE, REFER, Decision
@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from longteng.inference.two_stage import FocusView
 
 FORMATS = {"jpg": "JPEG", "png": "PNG"}
+TEXT_BOX_COLOUR = (255, 40, 40)
 # Anchor colours of the heat scale from 0 (no evidence) to 1 (strongest), roughly "inferno"
 # with the dark end lifted so low heat still reads as a colour on a dark photo.
 _ANCHORS = np.array(
@@ -91,12 +92,14 @@ def write_overlay(
     *,
     view: "FocusView | None" = None,
     focus: "FocusSpec | None" = None,
+    text_box: "Sequence[tuple[float, float]] | None" = None,
 ) -> Path:
     """Reload ``path`` upright at full size, blend its heatmap and save it; return the file written.
 
     Two-stage models (``view`` and ``focus`` given): the map was computed on the upright focus
     crop; it is turned back onto the photo where the crop came from, and the product's box
-    is drawn.
+    is drawn; ``text_box`` (where the text check read a mismatch, in the stored photo's
+    pixels) is outlined in red.
 
     Raises ImageLoadError if the photo cannot be decoded again, OSError if writing fails.
     """
@@ -108,6 +111,10 @@ def write_overlay(
     heat = evidence_map(class_maps, decision, class_names)
     if view is not None and focus is not None:
         overlay = blend_focus(photo, heat, view, focus, options.opacity)
+        if text_box is not None:
+            scale = photo.width / view.original_size[0]
+            width = max(2, round(min(photo.size) / 300))
+            ImageDraw.Draw(overlay).polygon([(x * scale, y * scale) for x, y in text_box], outline=TEXT_BOX_COLOUR, width=width)
     else:
         overlay = blend(photo, heat, spec, options.opacity)
     target = options.out_dir / overlay_name(path, options.image_format)

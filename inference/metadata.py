@@ -16,6 +16,7 @@ from longteng.data.layout import AUTHENTICITIES, split_class_name
 from longteng.decision import OperatingPoint, ScoreCalibration
 from longteng.errors import CheckpointError, ConfigError
 from longteng.focus import FocusSpec
+from longteng.inference.text_check import TextRegistry
 from longteng.preprocess import PreprocessSpec
 
 FORMAT = "longteng-onnx/1"
@@ -68,6 +69,9 @@ class ModelMetadata:
     glance_trained: bool = False
     # After the temperature: Platt scaling of the counterfeit score (identity in older files).
     score_calibration: ScoreCalibration = ScoreCalibration()
+    # The text check (inference/text_check.py): what genuine print reads like, per product.
+    # None: the model reads no print (older files, or exported without references).
+    text_registry: TextRegistry | None = None
 
     @property
     def two_stage(self) -> bool:
@@ -94,6 +98,7 @@ class ModelMetadata:
             ),
             "longteng.model_version": self.model_version,
             "longteng.provenance": json.dumps(self.provenance, sort_keys=True),
+            **({} if self.text_registry is None else {"longteng.text_registry": self.text_registry.to_json()}),
         }
 
     @classmethod
@@ -124,6 +129,7 @@ class ModelMetadata:
             score_calibration=parse(
                 "longteng.score_calibration", lambda text: ScoreCalibration.from_dict(json.loads(text)), ScoreCalibration()
             ),
+            text_registry=parse("longteng.text_registry", TextRegistry.from_json, None),
         )
 
     def check(self, source: str) -> None:
@@ -160,5 +166,14 @@ class ModelMetadata:
             raise CheckpointError(
                 f"{source}: metadata longteng.focus.decode_short_side {self.focus.decode_short_side} exceeds {MAX_DECODE_SHORT_SIDE}"
             )
+        if self.text_registry is not None:
+            if self.focus is None:
+                raise CheckpointError(f"{source}: metadata longteng.text_registry needs a two-stage model (it reads the focus crop)")
+            products = {split_class_name(name)[0] for name in names}
+            strangers = sorted(set(self.text_registry.products) - products)
+            if strangers:
+                raise CheckpointError(
+                    f"{source}: metadata longteng.text_registry names products the model does not know: {', '.join(strangers)}"
+                )
         if not isinstance(self.model_version, str) or not self.model_version.strip():
             raise CheckpointError(f"{source}: metadata longteng.model_version is empty")

@@ -14,7 +14,7 @@ import os
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +25,7 @@ from longteng.imageio import DEFAULT_MAX_PIXELS
 from longteng.inference.discover import DiscoveryError
 from longteng.inference.metadata import ModelMetadata
 from longteng.inference.session import OnnxModel, RuntimeOptions
+from longteng.inference.text_check import TextMismatch, TextRead, apply_text_check, read_text
 from longteng.inference.two_stage import FocusInput, FocusView, PreparedPhoto, focus_input, focus_inputs, prepare_photo
 from longteng.preprocess import load_resized
 
@@ -59,7 +60,7 @@ class PhotoPrediction:
     """The verdict for one photo plus what explains it.
 
     ``probabilities`` are the calibrated class probabilities (order of the model's class
-    names); ``class_maps`` (C, h, w) are the class logits at each position of the last
+    names), after the text check's evidence when the model reads print; ``class_maps`` (C, h, w) are the class logits at each position of the last
     feature map, for heatmaps; ``unknown_score`` is None when the model has no detector.
     """
 
@@ -71,6 +72,7 @@ class PhotoPrediction:
     unknown: bool
     class_maps: np.ndarray | None
     view: "FocusView | None" = None  # two-stage models: where the focus stage looked
+    text_mismatch: TextMismatch | None = None  # print that does not read as the product's genuine print
 
 
 PhotoFailure = UnusableFile
@@ -120,18 +122,35 @@ class Predictor:
             return self.predict_pixels(paths, np.stack(prepared))  # type: ignore[arg-type]
         if all(isinstance(item, FocusInput) for item in prepared):
             # Cropped where they were decoded (score's workers): the focus stage only.
-            return self.predict_pixels(paths, np.stack([item.crop for item in prepared]), [item.view for item in prepared])  # type: ignore[union-attr]
+            return self.predict_pixels(
+                paths, np.stack([item.crop for item in prepared]), [item.view for item in prepared],  # type: ignore[union-attr]
+                reads=[item.reads for item in prepared],  # type: ignore[union-attr]
+            )
         crops, views = focus_inputs(self.model, prepared)  # type: ignore[arg-type]
         return self.predict_pixels(paths, crops, views)
 
     def predict_pixels(
-        self, paths: Sequence[Path], pixels: np.ndarray, views: Sequence[FocusView] | None = None
+        self, paths: Sequence[Path], pixels: np.ndarray, views: Sequence[FocusView] | None = None,
+        reads: Sequence[list[TextRead] | None] | None = None,
     ) -> list[PhotoPrediction]:
-        """uint8 (N, S, S, 3) model inputs (single-stage photos or focus crops) -> predictions."""
+        """uint8 (N, S, S, 3) model inputs (single-stage photos or focus crops) -> predictions.
+
+        ``reads``: OCR of each crop where it was already done (a `score` worker); the rest are
+        read here when the model carries a text registry."""
         metadata = self.metadata
         outputs = self.model.run(pixels)
         # The graph applies the temperature; the score calibration follows here, in numpy.
         probabilities = calibrate_scores(outputs["probabilities"], metadata.score_calibration, metadata.class_names)
+        mismatches: list[TextMismatch | None] = [None] * len(paths)
+        if metadata.text_registry is not None:
+            known = list(reads) if reads is not None else [None] * len(paths)
+            photo_reads = [r if r is not None else read_text(pixels[i], self.options.threads) for i, r in enumerate(known)]
+            probabilities, mismatches = apply_text_check(metadata.text_registry, photo_reads, probabilities, metadata.class_names)
+            if views is not None and metadata.focus is not None:
+                mismatches = [
+                    m if m is None else replace(m, photo_box=views[i].crop_to_original(m.box, metadata.focus))
+                    for i, m in enumerate(mismatches)
+                ]
         unknown_score = None
         unknown = np.zeros(len(paths), dtype=bool)
         if metadata.unknown is not None:
@@ -151,6 +170,7 @@ class Predictor:
                 unknown=bool(unknown[i]),
                 class_maps=None if class_maps is None else np.asarray(class_maps[i]),
                 view=None if views is None else views[i],
+                text_mismatch=mismatches[i],
             )
             for i, path in enumerate(paths)
         ]

@@ -26,6 +26,13 @@ product_box           list | null                  two-stage models: where the g
                                                    its corners [[x, y] x 4] in pixels of the upright
                                                    photo (top-left, top-right, bottom-right,
                                                    bottom-left of the item); null otherwise
+evidence              list | null                  photos and items: what a detector other than the
+                                                   classifier found, [] if nothing; the text check
+                                                   gives {"detector": "text", "kind": "spelling" |
+                                                   "format", "read": str, "expected": str,
+                                                   "ocr_confidence": float, "box": [[x, y] x 4] |
+                                                   null} (box: where it was read, photo pixels as
+                                                   product_box); items add "path" to each
 photos                list | null                  items only: {"path": str, "verdict": str,
                                                    "counterfeit_score": float, "unknown": bool,
                                                    "explain": str | null} per photo, input order
@@ -51,7 +58,7 @@ Python's csv module: fields with commas, quotes or newlines are quoted) is UTF-8
 ``surrogateescape``, so a name's raw bytes appear unchanged; read it with
 ``open(..., encoding="utf-8", errors="surrogateescape", newline="")``. CSV columns are the keys
 above with ``top_classes`` spread over ``top1_class, top1_probability, ... top3_probability``,
-``photos`` and ``product_box`` as JSON text, null as an empty cell and booleans as ``true``/``false``.
+``photos``, ``product_box`` and ``evidence`` as JSON text, null as an empty cell and booleans as ``true``/``false``.
 """
 
 from __future__ import annotations
@@ -71,7 +78,7 @@ SCHEMA_VERSION = 1
 KINDS = ("photo", "item", "error")
 FIELDS = (
     "schema_version", "kind", "path", "item", "verdict", "refer_reason", "product", "confidence",
-    "counterfeit_score", "product_confidence", "top_classes", "unknown_score", "unknown", "product_box", "photos",
+    "counterfeit_score", "product_confidence", "top_classes", "unknown_score", "unknown", "product_box", "evidence", "photos",
     "decisive_photo", "explain", "error_reason", "error_detail", "model_version",
 )
 TOP_K = 3
@@ -93,8 +100,13 @@ def photo_record(prediction: PhotoPrediction, model_version: str, explain: Path 
         "unknown_score": finite_or_none(prediction.unknown_score),
         "unknown": prediction.unknown,
         "product_box": product_box(prediction),
+        "evidence": photo_evidence(prediction),
         "explain": _text(explain),
     })
+
+
+def photo_evidence(prediction: PhotoPrediction) -> list[dict[str, Any]]:
+    return [] if prediction.text_mismatch is None else [prediction.text_mismatch.to_dict()]
 
 
 def product_box(prediction: PhotoPrediction) -> list[list[float]] | None:
@@ -110,6 +122,7 @@ def item_record(item: ItemPrediction, model_version: str, explained: Mapping[Pat
         "top_classes": _top_classes(item.decisive),
         "unknown_score": finite_or_none(item.unknown_score),
         "unknown": item.unknown,
+        "evidence": [{**entry, "path": _text(photo.path)} for photo in item.photos for entry in photo_evidence(photo)],
         "photos": [
             {
                 "path": _text(photo.path),
@@ -149,7 +162,7 @@ def to_csv_row(record: Mapping[str, Any]) -> list[str]:
             for i in range(TOP_K):
                 entry = classes[i] if i < len(classes) else None
                 row += ["", ""] if entry is None else [entry["class"], repr(entry["probability"])]
-        elif name in ("photos", "product_box"):
+        elif name in ("photos", "product_box", "evidence"):
             row.append("" if value is None else json.dumps(value, ensure_ascii=False))
         else:
             row.append(csv_cell(value))

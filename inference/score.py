@@ -29,6 +29,8 @@ counterfeit_score      float    calibrated probability of a counterfeit
 product_confidence     float    probability of the product
 unknown_score          float    out-of-distribution score; None without a detector
 unknown                bool     unknown_score above the model's threshold
+text_evidence          str      the text check's finding, "read KOPVEX, registered KORVEX";
+                                "" when the print matches or the model reads none
 prob_<class>           float    calibrated probability of each class, model class order
 model_version          str      the model file's version
 error_reason           str      "" when scored, else the reason key (``not_an_image``, ...);
@@ -64,7 +66,7 @@ SCHEMA_VERSION = 1
 DEDUP_MEMORY = 100_000
 PROBABILITY_PREFIX = "prob_"
 _HEAD = ("path", "sha256", "size", "mtime_ns", "verdict", "refer_reason", "product", "confidence",
-         "counterfeit_score", "product_confidence", "unknown_score", "unknown")
+         "counterfeit_score", "product_confidence", "unknown_score", "unknown", "text_evidence")
 _TAIL = ("model_version", "error_reason", "error_detail", "scored_at")
 FLOAT_FIELDS = frozenset({"confidence", "counterfeit_score", "product_confidence", "unknown_score"})
 INT_FIELDS = frozenset({"size", "mtime_ns"})
@@ -302,6 +304,7 @@ def _prediction_outcome(prediction: PhotoPrediction, metadata: ModelMetadata) ->
         **decision_fields(decision),
         "unknown_score": finite_or_none(prediction.unknown_score),
         "unknown": prediction.unknown,
+        "text_evidence": "" if prediction.text_mismatch is None else prediction.text_mismatch.describe(),
         "error_reason": "",
         "error_detail": "",
     }

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from longteng.focus import DecodedPhoto, GlanceFrame, OrientedBox, box_from_maps, focus_crop, glance_pixels, decode_for_focus
+from longteng.focus import (
+    DecodedPhoto, FocusSpec, GlanceFrame, OrientedBox, box_from_maps, decode_for_focus, focus_crop, focus_to_photo, glance_pixels,
+)
 from longteng.errors import ImageLoadError, UnusableFile
 from longteng.imageio import DEFAULT_MAX_PIXELS
 from longteng.inference.metadata import ModelMetadata
@@ -43,6 +45,15 @@ class FocusView:
         if self.box is None:
             return None
         return self.box.scaled(self.original_size[0] / self.decoded_size[0])
+
+    def crop_to_original(self, points: Sequence[tuple[float, float]], spec: FocusSpec) -> list[tuple[float, float]] | None:
+        """Focus-crop pixel coordinates -> the stored photo's pixels (None: no box to map through)."""
+        if self.box is None:
+            return None
+        u, v = np.array([p[0] for p in points], dtype=np.float64), np.array([p[1] for p in points], dtype=np.float64)
+        x, y = focus_to_photo(self.box, spec, u, v)
+        scale = self.original_size[0] / self.decoded_size[0]
+        return [(float(a * scale), float(b * scale)) for a, b in zip(x, y)]
 
 
 def prepare_photo(path: Path, metadata: ModelMetadata, max_pixels: int = DEFAULT_MAX_PIXELS) -> PreparedPhoto:
@@ -84,14 +95,16 @@ class PathOutputs:
     views: list[FocusView]
     kept: list[int]  # index into the paths given, per row
     failures: list[UnusableFile]
+    reads: list[list] = field(default_factory=list)  # per row: OCR of the crop (read_print=True)
 
 
 def outputs_for_paths(
     model, paths: Sequence[Path], outputs: Sequence[str] = ("logits", "embedding"), *, batch_size: int = 16,
-    max_pixels: int = DEFAULT_MAX_PIXELS, progress=None,
+    max_pixels: int = DEFAULT_MAX_PIXELS, progress=None, read_print: bool = False,
 ) -> PathOutputs:
     """Named outputs of a two-stage model for photo files, through the runtime's own path;
-    a photo that cannot be decoded becomes a failure and the rest go on."""
+    a photo that cannot be decoded becomes a failure and the rest go on. ``read_print``: also
+    OCR each crop (text_check.read_text), as the runtime does for a model that reads print."""
     from concurrent.futures import ThreadPoolExecutor
 
     def prepare(path: Path) -> PreparedPhoto | UnusableFile:
@@ -113,6 +126,10 @@ def outputs_for_paths(
                 result.kept.extend(start + k for k in good)
                 for name, value in model.run(crops, outputs=tuple(outputs)).items():
                     chunks[name].append(value)
+                if read_print:
+                    from longteng.inference.text_check import read_text
+
+                    result.reads.extend(read_text(crop) for crop in crops)
             if progress:
                 progress(len(prepared))
     result.outputs = {name: np.concatenate(parts) for name, parts in chunks.items() if parts}
@@ -125,6 +142,7 @@ class FocusInput:
 
     crop: np.ndarray  # uint8 (S, S, 3)
     view: FocusView
+    reads: list | None = None  # the crop's OCR (text_check.TextRead) when the model reads print
 
 
 @functools.lru_cache(maxsize=2)
@@ -141,4 +159,9 @@ def focus_input(path: Path, model_path: str, max_pixels: int = DEFAULT_MAX_PIXEL
     Raises ImageLoadError like longteng.imageio.load_image."""
     model = _worker_model(str(model_path))
     crops, views = focus_inputs(model, [prepare_photo(Path(path), model.metadata, max_pixels)])
-    return FocusInput(crops[0], views[0])
+    reads = None
+    if model.metadata.text_registry is not None:
+        from longteng.inference.text_check import read_text
+
+        reads = read_text(crops[0], threads=1)  # the worker's one core, like its session
+    return FocusInput(crops[0], views[0], reads)

@@ -15,6 +15,10 @@ Operational semantics, which every metric in this project follows:
 * An :class:`OperatingPoint` splits the score range in three:
   ``score < refer_low`` -> GENUINE, ``score >= refer_high`` -> COUNTERFEIT, anything in
   between -> REFER (the photo goes to an expert).
+* Evidence from another detector (a misspelt logo read by the text check) enters as a
+  likelihood ratio: :func:`with_evidence` multiplies the odds of the counterfeit classes by it
+  (Bayes' rule), so the verdict still follows from the operating point and the confidence stays
+  a probability.
 * A counterfeit sent to REFER is **not** missed: the expert catches it. A *missed* counterfeit
   is one declared GENUINE. A *false alarm* is a genuine item declared COUNTERFEIT. Referring
   costs expert time, so the band should be as narrow as the targets allow.
@@ -152,6 +156,26 @@ def calibrated_probabilities(
 ) -> np.ndarray:
     """The model's logits -> the probabilities every verdict and metric is computed from."""
     return calibrate_scores(softmax(logits, temperature), calibration, class_names)
+
+
+def with_evidence(probabilities: np.ndarray, class_names: Sequence[str], likelihood_ratios: np.ndarray) -> np.ndarray:
+    """Bayes' rule for evidence about authenticity: (N, C) probabilities and (N,) likelihood
+    ratios P(evidence | counterfeit) / P(evidence | genuine) -> the posterior probabilities.
+
+    The counterfeit classes are scaled by the ratio and the rows renormalised: the odds of the
+    counterfeit score are multiplied by it, and the counterfeit classes (and the genuine ones)
+    keep their proportions among themselves, as in :func:`calibrate_scores`. A ratio of 1 (no
+    evidence) leaves a row unchanged.
+    """
+    probabilities = _check_probabilities(probabilities, class_names)
+    ratios = np.asarray(likelihood_ratios, dtype=np.float64)
+    if ratios.shape != (len(probabilities),):
+        raise ConfigError(f"likelihood ratios have shape {ratios.shape}, expected ({len(probabilities)},)")
+    if not np.all(np.isfinite(ratios) & (ratios > 0)):
+        raise ConfigError("likelihood ratios must be finite and positive")
+    is_counterfeit = np.array([_authenticity(name) == _COUNTERFEIT_AUTHENTICITY for name in class_names])
+    scaled = probabilities * np.where(is_counterfeit[None, :], ratios[:, None], 1.0)
+    return scaled / scaled.sum(axis=1, keepdims=True)
 
 
 @dataclass(frozen=True)

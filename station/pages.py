@@ -72,6 +72,10 @@ def _photo(photo: dict[str, Any], reviewing: bool = False) -> str:
             + (f" · confidence {confidence:.0%}" if isinstance(confidence, float) else "")
             + (f' · {escape(photo["refer_reason"])}' if photo.get("refer_reason") else "")
             + "</p>"
+            + "".join(
+                f'<p class="evidence">read {escape(str(e.get("read")))}, registered {escape(str(e.get("expected")))}</p>'
+                for e in photo.get("evidence") or [] if e.get("detector") == "text"
+            )
         )
     image = photo.get("heatmap_url") or photo["image_url"]
     review = photo.get("review")

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from longteng.station.service import Station
 
 _PHOTO_FIELDS = ("photo_id", "filename", "item", "sha256", "uploaded_at", "verdict", "product", "confidence",
-                 "counterfeit_score", "refer_reason", "unknown", "product_box", "error_reason", "error_detail", "review")
+                 "counterfeit_score", "refer_reason", "unknown", "product_box", "evidence", "error_reason", "error_detail", "review")
 
 
 def case_report(station: "Station", user: User, case_id: str) -> dict[str, Any]:

@@ -364,6 +364,7 @@ SCHEMA = {
     "unknown_score": ((float,), set()),  # null when the model has no detector
     "unknown": ((bool,), {"photo", "item"}),
     "product_box": ((list,), set()),  # two-stage models only
+    "evidence": ((list,), {"photo", "item"}),
     "photos": ((list,), {"item"}),
     "decisive_photo": ((str,), {"item"}),
     "explain": ((str,), set()),

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from longteng.inference.text_check import TextRead, TextRegistry, edit_distance, shape
+import numpy as np
+
+from longteng.errors import ConfigError
+from longteng.inference.text_check import TextRead, TextRegistry, apply_text_check, edit_distance, shape
 
 BOX = ((0.0, 0.0), (10.0, 0.0), (10.0, 5.0), (0.0, 5.0))
 
@@ -23,12 +26,25 @@ def registry() -> TextRegistry:
 
 def test_the_registry_learns_words_and_formats_with_support(registry):
     assert registry.products["smartphone"] == {"words": ["NOVALYNK"], "formats": ["AA-9A?"]}
-    assert TextRegistry.from_json(registry.to_json()).products == registry.products
+    again = TextRegistry.from_json(registry.to_json())
+    assert again.products == registry.products and again.likelihood_ratio == registry.likelihood_ratio
+
+
+@pytest.mark.parametrize("text", [
+    '{"version": 1, "products": {}, "likelihood_ratio": 0.5}',  # would make a mismatch evidence of genuineness
+    '{"version": 1, "products": {}, "likelihood_ratio": "many"}',
+    '{"version": 1, "products": {"smartphone": {"words": "NOVALYNK"}}}',
+    '{"version": 2, "products": {}}',
+])
+def test_a_damaged_registry_is_refused(text):
+    with pytest.raises(ConfigError, match="text registry"):
+        TextRegistry.from_json(text)
 
 
 @pytest.mark.parametrize("read, expected, kind", [
     ("N0VALYNK", "NOVALYNK", "spelling"),  # a substituted glyph
     ("NOUALYNK", "NOVALYNK", "spelling"),
+    ("N0V4IYNK", "NOVALYNK", "spelling"),  # three of eight glyphs swapped, digits among them
     ("nx-7128gb", "format AA-9A?", "format"),  # set in lower case
 ])
 def test_misspellings_and_wrong_formats_are_evidence(registry, read, expected, kind):
@@ -43,10 +59,32 @@ def test_misspellings_and_wrong_formats_are_evidence(registry, read, expected, k
     ("NX-7128G8",),  # OCR reading B as 8 in a format
     ("SHIPPING LABEL 2026",),  # far from everything: not evidence either way
     ("N0VALYNK",),  # ... unless OCR is sure of it
+    ("9A?",),  # a piece of a registered format (OCR split the label)
+    ("ZZZZZZNK",),  # more than two thirds of the glyphs differ: another word, not a misspelling
+    ("nx-7128gb",),  # a wrong format read with less confidence than formats need
 ])
 def test_what_is_not_evidence(registry, texts):
-    confidence = 0.6 if texts == ("N0VALYNK",) else 0.99
+    confidence = {("N0VALYNK",): 0.6, ("nx-7128gb",): 0.92}.get(texts, 0.99)
     assert registry.check("smartphone", reads(*texts, confidence=confidence)) is None
+
+
+def test_a_misspelt_logo_is_evidence_from_a_lower_confidence_than_a_format():
+    registry = TextRegistry({"smartphone": {"words": ["NOVALYNK"], "formats": ["AA-9A?"]}})
+    assert registry.check("smartphone", reads("NOV4IYNK", confidence=0.92)).kind == "spelling"
+    assert registry.check("smartphone", reads("NOV4IYNK", confidence=0.85)) is None
+
+
+def test_a_mismatch_multiplies_the_counterfeit_odds_of_its_photo_only():
+    registry = TextRegistry({"drone": {"words": ["SKYRIDGE"], "formats": []}}, likelihood_ratio=20.0)
+    classes = ["drone/counterfeit", "drone/genuine", "smartphone/counterfeit", "smartphone/genuine"]
+    probabilities = np.array([[0.10, 0.85, 0.01, 0.04], [0.10, 0.85, 0.01, 0.04], [0.01, 0.04, 0.10, 0.85]])
+    photo_reads = [reads("SKYRIDGE"), reads("SKYRIOCE"), reads("SKYRIOCE")]  # the last photo is a smartphone
+    updated, mismatches = apply_text_check(registry, photo_reads, probabilities, classes)
+    assert [m is not None for m in mismatches] == [False, True, False]
+    assert mismatches[1].describe() == "read SKYRIOCE, registered SKYRIDGE"
+    np.testing.assert_allclose(updated[[0, 2]], probabilities[[0, 2]])
+    # Odds of a counterfeit 0.11 / 0.89 become 20 times that: 2.2 / 0.89, split as before.
+    np.testing.assert_allclose(updated[1], np.array([2.0, 0.85, 0.2, 0.04]) / 3.09)
 
 
 def test_a_product_without_references_is_never_flagged(registry):

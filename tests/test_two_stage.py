@@ -157,6 +157,15 @@ def two_stage_run(tmp_path_factory):
     return root, train_two_stage(config)
 
 
+@pytest.fixture(scope="module")
+def two_stage_model(two_stage_run):
+    """The run exported once, with every check (and the text check's references) as users run it."""
+    from longteng.export.exporter import export_model
+
+    root, result = two_stage_run
+    return export_model(result.run_dir, root / "model.onnx")
+
+
 @pytest.mark.slow
 def test_two_stage_training_learns_and_finds_the_product(two_stage_run):
     _, result = two_stage_run
@@ -168,12 +177,11 @@ def test_two_stage_training_learns_and_finds_the_product(two_stage_run):
 
 
 @pytest.mark.slow
-def test_two_stage_export_parity_and_predict(two_stage_run):
+def test_two_stage_export_parity_and_predict(two_stage_run, two_stage_model):
     from longteng.inference.predict import Predictor
-    from longteng.export.exporter import export_model
 
-    root, result = two_stage_run
-    exported = export_model(result.run_dir, root / "model.onnx")
+    root, _ = two_stage_run
+    exported = two_stage_model
     assert exported.parity.passed and exported.parity.n_photos > 8
     assert exported.metadata.two_stage and exported.metadata.glance_trained
     predictor = Predictor(root / "model.onnx")
@@ -207,17 +215,15 @@ def test_heatmap_peak_lands_on_the_evidence_in_the_photo():
 
 
 @pytest.mark.slow
-def test_evaluate_reports_where_the_heatmap_peaks_against_the_marked_evidence(two_stage_run, tmp_path):
+def test_evaluate_reports_where_the_heatmap_peaks_against_the_marked_evidence(two_stage_run, two_stage_model):
     """Through the exported model and the runtime's path, for the 8 counterfeit test photos.
     The blue mark covers one of the 3x3 cells of a 96 px crop's class map, and the item about
     six of them: chance is about 1/6. Whether this tiny model's peak hits the mark is not
     asserted (its class maps are 3x3; test_evidence.py checks the measure on known maps)."""
-    from longteng.export.exporter import export_model
     from longteng.training.evaluate import evaluate_model
 
-    root, result = two_stage_run
-    export_model(result.run_dir, tmp_path / "model.onnx")
-    pointing = evaluate_model(tmp_path / "model.onnx", root / "data", "test").report["heatmap_pointing"]
+    root, _ = two_stage_run
+    pointing = evaluate_model(two_stage_model.path, root / "data", "test").report["heatmap_pointing"]
     assert pointing["n"] == 8
     assert 0.1 < pointing["chance"] < 0.25
     assert pointing["peak_on_tell"] * 8 == round(pointing["peak_on_tell"] * 8)
@@ -227,16 +233,14 @@ def test_evaluate_reports_where_the_heatmap_peaks_against_the_marked_evidence(tw
 
 
 @pytest.mark.slow
-def test_two_stage_score_crops_in_workers_and_agrees_with_predict(two_stage_run, tmp_path):
+def test_two_stage_score_crops_in_workers_and_agrees_with_predict(two_stage_run, two_stage_model, tmp_path):
     """score's workers glance and crop; its rows match predict's, which crops in the parent."""
     from longteng.cli.main import main
-    from longteng.export.exporter import export_model
     from longteng.inference.journal import read_results
     from longteng.inference.predict import Predictor
 
-    root, result = two_stage_run
-    model = tmp_path / "model.onnx"
-    export_model(result.run_dir, model)
+    root, _ = two_stage_run
+    model = two_stage_model.path
     photos = root / "data" / "gadget" / "counterfeit"
     out = tmp_path / "rows.csv"
     assert main(["score", str(photos), "--model", str(model), "--out", str(out), "--workers", "2", "--no-progress"]) == 0
@@ -247,3 +251,66 @@ def test_two_stage_score_crops_in_workers_and_agrees_with_predict(two_stage_run,
         row = rows[prediction.path.name]
         assert row["verdict"] == prediction.decision.verdict
         assert abs(row["counterfeit_score"] - prediction.decision.counterfeit_score) < 1e-5
+
+
+def _printed(word: str, size: int) -> np.ndarray:
+    """A focus crop with one printed word across it, as a label on the product would be."""
+    from PIL import ImageFont
+
+    image = Image.new("RGB", (size, size), (235, 235, 230))
+    ImageDraw.Draw(image).text((size / 2, size / 2), word, fill=(20, 20, 20), font=ImageFont.load_default(size=size // 7), anchor="mm")
+    return np.asarray(image)
+
+
+def _inside(points, polygon) -> bool:
+    """Every point inside the convex polygon (corners in order)."""
+    corners = np.asarray(polygon, np.float64)
+    signs = []
+    for x, y in points:
+        edges = np.roll(corners, -1, axis=0) - corners
+        signs.append(np.sign(edges[:, 0] * (y - corners[:, 1]) - edges[:, 1] * (x - corners[:, 0])))
+    signs = np.concatenate(signs)
+    return bool(np.all(signs >= 0) or np.all(signs <= 0))
+
+
+@pytest.mark.slow
+def test_a_misspelt_registered_word_is_evidence_in_the_runtime(two_stage_model, tmp_path):
+    """Real OCR on the focus crops, through Predictor: the registered spelling changes nothing,
+    a misspelling multiplies the counterfeit odds by the registry's likelihood ratio and is
+    reported with what was read, what is registered and where on the photo."""
+    import onnx
+
+    from longteng.inference.predict import Predictor
+    from longteng.inference.records import photo_record
+    from longteng.inference.text_check import TextRegistry
+    from longteng.inference.two_stage import FocusView
+
+    graph = onnx.load(str(two_stage_model.path))
+    props = {prop.key: prop.value for prop in graph.metadata_props}
+    props["longteng.text_registry"] = TextRegistry({"gadget": {"words": ["KORVEX"], "formats": []}}, 50.0).to_json()
+    onnx.helper.set_model_props(graph, props)
+    onnx.save(graph, str(tmp_path / "reads.onnx"))
+    reading, plain = Predictor(tmp_path / "reads.onnx"), Predictor(two_stage_model.path)
+    size = reading.metadata.focus.input_size
+    crops = np.stack([_printed("KORVEX", size), _printed("KOPVEX", size)])
+    box = OrientedBox(640, 480, 300, 260, math.radians(30))
+    views = [FocusView(box, (1280, 960), (2560, 1920))] * 2
+    paths = [Path("genuine.png"), Path("misspelt.png")]
+    read, base = reading.predict_pixels(paths, crops, views), plain.predict_pixels(paths, crops, views)
+
+    assert read[0].text_mismatch is None
+    np.testing.assert_allclose(read[0].probabilities, base[0].probabilities)
+    mismatch = read[1].text_mismatch
+    assert (mismatch.read, mismatch.expected, mismatch.kind) == ("KOPVEX", "KORVEX", "spelling")
+    odds = [p.decision.counterfeit_score / (1 - p.decision.counterfeit_score) for p in (read[1], base[1])]
+    assert odds[0] == pytest.approx(50 * odds[1], rel=1e-6)
+    evidence = photo_record(read[1], "v")["evidence"]
+    assert photo_record(read[0], "v")["evidence"] == [] and evidence[0]["read"] == "KOPVEX"
+    # The word's box lies on the product in the stored photo (twice the decoded size), near
+    # its middle as in the crop, and runs along the product's across-axis as the print does.
+    grown = box.scaled(2.0).grown(reading.metadata.focus.margin)
+    corners = np.asarray(evidence[0]["box"])
+    assert _inside(corners, grown.corners())
+    assert np.hypot(*(corners.mean(axis=0) - (1280, 960))) < 0.25 * max(grown.length, grown.width)
+    along = (corners[1] - corners[0]) / np.linalg.norm(corners[1] - corners[0])
+    assert float(along @ np.asarray(grown.right)) > 0.95

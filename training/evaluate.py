@@ -109,6 +109,13 @@ def evaluate_model(
         reporter.warning(f"skipped {failure.path}: {failure.detail}")
     labels = np.array([index[r.label] for r in decoded.records], dtype=np.int64)
     probabilities = calibrated_probabilities(logits, model.temperature, model.score_calibration, classes)
+    text_check = None
+    if isinstance(model, _OnnxScorer) and model.model.metadata.text_registry is not None:
+        from longteng.inference.text_check import apply_text_check
+
+        # The runtime's own fusion (Predictor.predict_pixels): the same probabilities officers get.
+        probabilities, mismatches = apply_text_check(model.model.metadata.text_registry, model.reads, probabilities, classes)
+        text_check = text_check_report(mismatches, decoded.records)
     report = evaluation_report(
         probabilities, labels, classes, model.operating_point,
         tells=[r.tells() for r in decoded.records], case_ids=[r.case_id for r in decoded.records], logits=logits,
@@ -120,12 +127,35 @@ def evaluate_model(
     report["skipped"] = [f.__dict__ for f in decoded.failures]
     if localisation is not None:
         report["localisation"] = localisation
+    if text_check is not None:
+        report["text_check"] = text_check
     if isinstance(model, _OnnxScorer) and model.pointing is not None:
         report["heatmap_pointing"] = model.pointing
     if isinstance(model, _OnnxScorer):
         report["model_version"] = model.model.metadata.model_version
         report["unknown"] = model.unknown_report(reporter)
     return EvaluationRun(report, probabilities, labels, decoded.records, classes)
+
+
+def text_check_report(mismatches: list, records: list) -> dict:
+    """How often the text check fired: on genuine photos (false alarms), on counterfeits, per tell."""
+    flagged = np.array([m is not None for m in mismatches], dtype=bool)
+    genuine = np.array([r.authenticity == "genuine" for r in records], dtype=bool)
+    per_tell = {}
+    for tell in sorted({t for r in records for t in r.tells()}):
+        carrying = np.array([tell in r.tells() and not g for r, g in zip(records, genuine)], dtype=bool)
+        if carrying.any():
+            per_tell[tell] = {"n": int(carrying.sum()), "flagged_rate": float(flagged[carrying].mean())}
+    return {
+        "genuine_flagged": int(flagged[genuine].sum()), "n_genuine": int(genuine.sum()),
+        "counterfeit_flagged": int(flagged[~genuine].sum()), "n_counterfeit": int((~genuine).sum()),
+        "by_kind": {kind: sum(1 for m in mismatches if m is not None and m.kind == kind) for kind in ("spelling", "format")},
+        "per_tell": per_tell,
+        "false_alarms": [
+            {"path": r.path, "read": m.read, "expected": m.expected}
+            for r, m, g in zip(records, mismatches, genuine) if m is not None and g
+        ][:20],
+    }
 
 
 def _refuse_two_stage_checkpoint(model_path: Path | str) -> None:
@@ -178,6 +208,7 @@ class _OnnxScorer:
         self.batch_size = batch_size
         self.outputs: dict[str, np.ndarray] = {}
         self.pointing: dict | None = None  # heatmap peaks on the marked tells (two-stage, with evidence)
+        self.reads: list[list] = []  # OCR of each focus crop, when the model reads print
 
     def logits(self, pixels: np.ndarray, progress: Callable[[int], None]) -> np.ndarray:
         from longteng.training.onnx_scoring import onnx_outputs
@@ -194,9 +225,10 @@ class _OnnxScorer:
 
         result = outputs_for_paths(
             self.model, [root / record.path for record in records], ("logits", "embedding", "class_maps"),
-            batch_size=self.batch_size, progress=progress,
+            batch_size=self.batch_size, progress=progress, read_print=self.model.metadata.text_registry is not None,
         )
         self.outputs = result.outputs
+        self.reads = result.reads
         good = [records[k] for k in result.kept]
         self.pointing = pointing_report(
             good, self.outputs.get("class_maps", np.zeros((0, 1, 1, 1))), [v.box_in_original for v in result.views],

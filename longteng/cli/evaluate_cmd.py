@@ -39,6 +39,7 @@ def evaluate_command(
         else:
             print_report(champion.report)
             _print_pointing(champion.report.get("heatmap_pointing"))
+            _print_text_check(champion.report.get("text_check"))
             _print_unknown(champion.report.get("unknown"))
         return
 
@@ -67,6 +68,18 @@ def _print_pointing(pointing: dict | None) -> None:
     console.out().print(
         f"\nHeatmap peak on a marked tell: {pointing['peak_on_tell']:.1%} of {pointing['n']} counterfeits "
         f"(chance {pointing['chance']:.1%}); by tell (chance): {tells}",
+        markup=False, highlight=False,
+    )
+
+
+def _print_text_check(text_check: dict | None) -> None:
+    if not text_check:
+        return
+    tells = ", ".join(f"{tell} {row['flagged_rate']:.0%}" for tell, row in text_check["per_tell"].items())
+    console.out().print(
+        f"\nText check (print read against the registered spellings and formats): flagged "
+        f"{text_check['genuine_flagged']} of {text_check['n_genuine']} genuine photos and "
+        f"{text_check['counterfeit_flagged']} of {text_check['n_counterfeit']} counterfeits; by tell: {tells}",
         markup=False, highlight=False,
     )
 

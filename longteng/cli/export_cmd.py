@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from longteng.cli import console
+from longteng.inference.text_check import DEFAULT_REFERENCES
 
 
 def export_command(
@@ -23,13 +24,18 @@ def export_command(
         None, "--parity-data", help="Dataset root for the parity gate and the unknown-object fit, when the training data has moved."
     ),
     int8_mode: str = typer.Option("u8-7bit-float-ends-percentile", "--int8-mode", help="Quantization recipe (see export/quantize.py)."),
+    text_references: int = typer.Option(
+        DEFAULT_REFERENCES, "--text-references",
+        help="Genuine training photos per product whose print the text check learns (two-stage models; 0: read no print).",
+    ),
 ) -> None:
     """Export a checkpoint to one self-describing ONNX file, checked against the checkpoint on real photos."""
     from longteng.cli.progress import RichReporter
     from longteng.export.exporter import ExportOptions, export_model
 
     options = ExportOptions(
-        opset=opset, int8=int8, calibration=calibration, force=force, parity_data=parity_data, int8_mode=int8_mode
+        opset=opset, int8=int8, calibration=calibration, force=force, parity_data=parity_data, int8_mode=int8_mode,
+        text_references=text_references,
     )
     result = export_model(model, out, options, RichReporter())
     console.out().print(_summary(result), markup=False, highlight=False)
@@ -59,5 +65,11 @@ def _summary(result) -> str:
             f"  unknown objects ({unknown['method']}, threshold {unknown['threshold']:.4g}): ROC-AUC {unknown['roc_auc']:.3f} "
             f"({unknown['known_split']} vs unrelated photos)" + (f"; baseline {baselines}" if baselines else "")
         )
+    registry = result.metadata.text_registry
+    if registry is None:
+        lines.append("  text check: none (no training data, or --text-references 0)")
+    else:
+        words = "; ".join(f"{product}: {', '.join(entry['words']) or '-'}" for product, entry in registry.products.items())
+        lines.append(f"  text check: registered words {words} (likelihood ratio {registry.likelihood_ratio:g})")
     lines.append(f"  model card: {result.card_path}")
     return "\n".join(lines)
