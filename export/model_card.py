@@ -89,6 +89,10 @@ def render_model_card(metadata: ModelMetadata, model_name: str) -> str:
         "",
         *_unknown_lines(metadata, provenance.get("unknown")),
         "",
+        "## Text check",
+        "",
+        *_text_lines(metadata, provenance.get("text_check")),
+        "",
         "## Export checks",
         "",
         *_check_lines(provenance),
@@ -127,6 +131,24 @@ def _metrics_table(metrics: Mapping[str, Any]) -> list[str]:
         value = test.get(key)
         rows.append(f"| {label} | {'n/a' if value is None else f'{value:.4f}'} |")
     return rows
+
+
+def _text_lines(metadata: ModelMetadata, summary: Mapping[str, Any] | None) -> list[str]:
+    registry = metadata.text_registry
+    if registry is None:
+        return ["No text check: the model does not read the print (no training data at export, or --text-references 0)."]
+    lines = [
+        "The runtime reads the print on each focus crop (OCR) and compares it with what the genuine "
+        "reference photos print; a misspelt word or a wrong format multiplies the counterfeit odds by "
+        f"{registry.likelihood_ratio:g} (inference/text_check.py).",
+    ]
+    references = (summary or {}).get("reference_photos") or {}
+    for product, entry in sorted(registry.products.items()):
+        lines.append(
+            f"* `{product}` ({references.get(product, '?')} reference photos): words "
+            f"{', '.join(f'`{w}`' for w in entry['words']) or 'none'}; formats {', '.join(f'`{f}`' for f in entry['formats']) or 'none'}."
+        )
+    return lines
 
 
 def _unknown_lines(metadata: ModelMetadata, summary: Mapping[str, Any] | None) -> list[str]:

@@ -302,6 +302,14 @@ HOSTILE_METADATA = {
     "a score calibration that reverses the ranking": (
         _set("longteng.score_calibration", "slope", -1.0), "longteng.score_calibration",
     ),
+    "a text check that would clear counterfeits (likelihood ratio below 1)": (
+        lambda props: props.__setitem__("longteng.text_registry", '{"version": 1, "products": {}, "likelihood_ratio": 0.01}'),
+        "longteng.text_registry",
+    ),
+    "a text check on a model without a focus crop": (
+        lambda props: props.__setitem__("longteng.text_registry", '{"version": 1, "products": {"phone": {"words": ["KORVEX"], "formats": []}}}'),
+        "longteng.text_registry",
+    ),
     "empty model version": (lambda props: props.__setitem__("longteng.model_version", " "), "longteng.model_version"),
 }
 
