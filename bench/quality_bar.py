@@ -174,11 +174,13 @@ def main() -> None:
     args.work.mkdir(parents=True, exist_ok=True)
 
     # Scenarios are often run one command at a time: keep the rows of earlier commands.
+    # Read again before each write: another command may have added its rows meanwhile.
     results_file = args.work / "results.json"
-    rows = json.loads(results_file.read_text())["rows"] if results_file.exists() else []
+    rows: list[dict] = []
     for name in args.scenarios:
         row = scenario(name, args, args.work)
         row["args"] = {k: str(v) for k, v in vars(args).items() if k != "scenarios"}
+        rows = json.loads(results_file.read_text())["rows"] if results_file.exists() else []
         rows = [r for r in rows if r["scenario"] != name] + [row]
         results_file.write_text(json.dumps({"rows": rows}, indent=2))
     print()
