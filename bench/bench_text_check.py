@@ -6,7 +6,8 @@ its exported model). The registry is learnt from N genuine training photos per p
 the check runs on the test seed (2). Reports the text check's own false-alarm rate on genuine
 photos and recall per tell, and the recall at FA <= 0.02 of the supervised score alone and fused
 (the runtime's own fusion, text_check.apply_text_check: a mismatch multiplies the counterfeit
-odds by the registry's likelihood ratio; and, for comparison, a mismatch setting the score to 1).
+score s to 1 - (1 - s)(1 - q), q the registry's mismatch probability; and, for comparison, a
+mismatch setting the score to 1).
 ``--genuine-data`` counts the text check's false alarms on further genuine photos (e.g. the
 training seed's, beyond the references): the bound on P(mismatch | genuine) behind the ratio.
 
@@ -138,7 +139,7 @@ def main() -> None:
         "build_seconds": build_seconds, "check_seconds_per_photo": check_seconds / len(rows), "test_photos": len(rows),
         "text_false_alarm_rate": float(flagged[~counterfeit].mean()), "text_recall": float(flagged[counterfeit].mean()),
         "supervised_recall_at_far_0.02": recall_at(supervised, counterfeit)[0],
-        "likelihood_ratio": registry.likelihood_ratio,
+        "mismatch_probability": registry.mismatch_probability,
         "fused_recall_at_far_0.02": recall_at(fused, counterfeit)[0], "fused_far": recall_at(fused, counterfeit)[1],
         "max_recall_at_far_0.02": recall_at(score_one, counterfeit)[0],
         **extra,
@@ -166,7 +167,7 @@ def main() -> None:
           f"OCR {1000 * result['check_seconds_per_photo']:.0f} ms/photo")
     print(f"text check alone: false alarms {result['text_false_alarm_rate']:.3f} of genuine, recall {result['text_recall']:.3f}")
     print(f"recall at FA <= 0.02: supervised {result['supervised_recall_at_far_0.02']:.3f}, "
-          f"fused (likelihood ratio {registry.likelihood_ratio:g}) {result['fused_recall_at_far_0.02']:.3f}, "
+          f"fused (mismatch probability {registry.mismatch_probability:g}) {result['fused_recall_at_far_0.02']:.3f}, "
           f"a mismatch sets the score to 1 {result['max_recall_at_far_0.02']:.3f}")
     if extra:
         print(f"text check on {extra['genuine_photos']} more genuine photos ({extra['genuine_data']}): {extra['genuine_flagged']} flagged")

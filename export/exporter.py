@@ -357,7 +357,7 @@ def _text_registry(
             reads[product] = outputs_for_paths(model, paths, ("logits",), read_print=True, progress=advance).reads
     registry = TextRegistry.learn(reads)
     summary = {"reference_photos": {product: len(photo_reads) for product, photo_reads in reads.items()},
-               "likelihood_ratio": registry.likelihood_ratio}
+               "mismatch_probability": registry.mismatch_probability}
     reporter.message(
         "text check: " + "; ".join(f"{product} prints {', '.join(entry['words']) or 'no word'}"
                                    for product, entry in registry.products.items())

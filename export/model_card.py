@@ -139,8 +139,8 @@ def _text_lines(metadata: ModelMetadata, summary: Mapping[str, Any] | None) -> l
         return ["No text check: the model does not read the print (no training data at export, or --text-references 0)."]
     lines = [
         "The runtime reads the print on each focus crop (OCR) and compares it with what the genuine "
-        "reference photos print; a misspelt word or a wrong format multiplies the counterfeit odds by "
-        f"{registry.likelihood_ratio:g} (inference/text_check.py).",
+        "reference photos print; a misspelt word or a wrong format raises the counterfeit score s to "
+        f"1 - (1 - s)(1 - {registry.mismatch_probability:g}) (inference/text_check.py).",
     ]
     references = (summary or {}).get("reference_photos") or {}
     for product, entry in sorted(registry.products.items()):

@@ -15,10 +15,13 @@ Operational semantics, which every metric in this project follows:
 * An :class:`OperatingPoint` splits the score range in three:
   ``score < refer_low`` -> GENUINE, ``score >= refer_high`` -> COUNTERFEIT, anything in
   between -> REFER (the photo goes to an expert).
-* Evidence from another detector (a misspelt logo read by the text check) enters as a
-  likelihood ratio: :func:`with_evidence` multiplies the odds of the counterfeit classes by it
-  (Bayes' rule), so the verdict still follows from the operating point and the confidence stays
-  a probability.
+* Evidence from another detector (a misspelt logo read by the text check) enters through
+  :func:`with_evidence` as the probability q that a photo it fires on shows a counterfeit, and
+  the counterfeit score becomes 1 - (1 - s)(1 - q) (a noisy OR): the photo is a counterfeit if
+  either the classifier's tells or the detector's are there. The verdict still follows from the
+  operating point and the confidence stays a probability. Not Bayes' rule on s: the classifier
+  knows nothing of the print it cannot read, and its confident "genuine" on a misspelt logo it
+  never saw (a trick new to it) is no evidence against the misspelling (README, Measured).
 * A counterfeit sent to REFER is **not** missed: the expert catches it. A *missed* counterfeit
   is one declared GENUINE. A *false alarm* is a genuine item declared COUNTERFEIT. Referring
   costs expert time, so the band should be as narrow as the targets allow.
@@ -158,24 +161,25 @@ def calibrated_probabilities(
     return calibrate_scores(softmax(logits, temperature), calibration, class_names)
 
 
-def with_evidence(probabilities: np.ndarray, class_names: Sequence[str], likelihood_ratios: np.ndarray) -> np.ndarray:
-    """Bayes' rule for evidence about authenticity: (N, C) probabilities and (N,) likelihood
-    ratios P(evidence | counterfeit) / P(evidence | genuine) -> the posterior probabilities.
-
-    The counterfeit classes are scaled by the ratio and the rows renormalised: the odds of the
-    counterfeit score are multiplied by it, and the counterfeit classes (and the genuine ones)
-    keep their proportions among themselves, as in :func:`calibrate_scores`. A ratio of 1 (no
-    evidence) leaves a row unchanged.
-    """
+def with_evidence(probabilities: np.ndarray, class_names: Sequence[str], evidence: np.ndarray) -> np.ndarray:
+    """(N, C) probabilities and (N,) probabilities q that another detector's finding on each
+    photo means a counterfeit (0: nothing found) -> probabilities whose counterfeit score is
+    1 - (1 - s)(1 - q); the counterfeit classes (and the genuine ones) keep their proportions
+    among themselves, as in :func:`calibrate_scores`. q = 0 leaves a row unchanged."""
     probabilities = _check_probabilities(probabilities, class_names)
-    ratios = np.asarray(likelihood_ratios, dtype=np.float64)
-    if ratios.shape != (len(probabilities),):
-        raise ConfigError(f"likelihood ratios have shape {ratios.shape}, expected ({len(probabilities)},)")
-    if not np.all(np.isfinite(ratios) & (ratios > 0)):
-        raise ConfigError("likelihood ratios must be finite and positive")
+    q = np.asarray(evidence, dtype=np.float64)
+    if q.shape != (len(probabilities),):
+        raise ConfigError(f"evidence has shape {q.shape}, expected ({len(probabilities)},)")
+    if not np.all(np.isfinite(q) & (q >= 0) & (q < 1)):
+        raise ConfigError("evidence probabilities must lie in [0, 1)")
     is_counterfeit = np.array([_authenticity(name) == _COUNTERFEIT_AUTHENTICITY for name in class_names])
-    scaled = probabilities * np.where(is_counterfeit[None, :], ratios[:, None], 1.0)
-    return scaled / scaled.sum(axis=1, keepdims=True)
+    tiny = np.finfo(np.float64).tiny
+    mass = counterfeit_score(probabilities, class_names)
+    fused = 1.0 - (1.0 - mass) * (1.0 - q)
+    counterfeit_factor = fused / np.maximum(mass, tiny)
+    genuine_factor = (1.0 - fused) / np.maximum(1.0 - mass, tiny)
+    out = probabilities * np.where(is_counterfeit[None, :], counterfeit_factor[:, None], genuine_factor[:, None])
+    return out / out.sum(axis=1, keepdims=True)
 
 
 @dataclass(frozen=True)

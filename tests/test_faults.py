@@ -302,8 +302,8 @@ HOSTILE_METADATA = {
     "a score calibration that reverses the ranking": (
         _set("longteng.score_calibration", "slope", -1.0), "longteng.score_calibration",
     ),
-    "a text check that would clear counterfeits (likelihood ratio below 1)": (
-        lambda props: props.__setitem__("longteng.text_registry", '{"version": 1, "products": {}, "likelihood_ratio": 0.01}'),
+    "a text check that would clear counterfeits (mismatch probability below one half)": (
+        lambda props: props.__setitem__("longteng.text_registry", '{"version": 1, "products": {}, "mismatch_probability": 0.01}'),
         "longteng.text_registry",
     ),
     "a text check on a model without a focus crop": (

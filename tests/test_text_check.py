@@ -27,12 +27,13 @@ def registry() -> TextRegistry:
 def test_the_registry_learns_words_and_formats_with_support(registry):
     assert registry.products["smartphone"] == {"words": ["NOVALYNK"], "formats": ["AA-9A?"]}
     again = TextRegistry.from_json(registry.to_json())
-    assert again.products == registry.products and again.likelihood_ratio == registry.likelihood_ratio
+    assert again.products == registry.products and again.mismatch_probability == registry.mismatch_probability
 
 
 @pytest.mark.parametrize("text", [
-    '{"version": 1, "products": {}, "likelihood_ratio": 0.5}',  # would make a mismatch evidence of genuineness
-    '{"version": 1, "products": {}, "likelihood_ratio": "many"}',
+    '{"version": 1, "products": {}, "mismatch_probability": 0.3}',  # would make a mismatch evidence of genuineness
+    '{"version": 1, "products": {}, "mismatch_probability": 1.0}',  # a certainty no OCR has
+    '{"version": 1, "products": {}, "mismatch_probability": "many"}',
     '{"version": 1, "products": {"smartphone": {"words": "NOVALYNK"}}}',
     '{"version": 2, "products": {}}',
 ])
@@ -74,8 +75,8 @@ def test_a_misspelt_logo_is_evidence_from_a_lower_confidence_than_a_format():
     assert registry.check("smartphone", reads("NOV4IYNK", confidence=0.85)) is None
 
 
-def test_a_mismatch_multiplies_the_counterfeit_odds_of_its_photo_only():
-    registry = TextRegistry({"drone": {"words": ["SKYRIDGE"], "formats": []}}, likelihood_ratio=20.0)
+def test_a_mismatch_raises_the_counterfeit_score_of_its_photo_only():
+    registry = TextRegistry({"drone": {"words": ["SKYRIDGE"], "formats": []}}, mismatch_probability=0.9)
     classes = ["drone/counterfeit", "drone/genuine", "smartphone/counterfeit", "smartphone/genuine"]
     probabilities = np.array([[0.10, 0.85, 0.01, 0.04], [0.10, 0.85, 0.01, 0.04], [0.01, 0.04, 0.10, 0.85]])
     photo_reads = [reads("SKYRIDGE"), reads("SKYRIOCE"), reads("SKYRIOCE")]  # the last photo is a smartphone
@@ -83,12 +84,8 @@ def test_a_mismatch_multiplies_the_counterfeit_odds_of_its_photo_only():
     assert [m is not None for m in mismatches] == [False, True, False]
     assert mismatches[1].describe() == "read SKYRIOCE, registered SKYRIDGE"
     np.testing.assert_allclose(updated[[0, 2]], probabilities[[0, 2]])
-    # Odds of a counterfeit 0.11 / 0.89 become 20 times that: 2.2 / 0.89, split as before.
-    np.testing.assert_allclose(updated[1], np.array([2.0, 0.85, 0.2, 0.04]) / 3.09)
-
-
-def test_a_product_without_references_is_never_flagged(registry):
-    assert registry.check("drone", reads("N0VALYNK")) is None
+    # Counterfeit score 0.11 becomes 1 - 0.89 * 0.1 = 0.911, split as before: 10:1 and 85:4.
+    np.testing.assert_allclose(updated[1], [0.911 * 10 / 11, 0.089 * 85 / 89, 0.911 / 11, 0.089 * 4 / 89])
 
 
 def test_shapes_and_distances():
@@ -96,3 +93,9 @@ def test_shapes_and_distances():
     assert shape("64gb") == "9aa" and shape("128GB") == "9A?"
     assert edit_distance("kitten", "sitting") == 3
     assert edit_distance("9A9", "9A?", wildcard="?") == 0 and edit_distance("9-9", "9A?", wildcard="?") == 1
+
+
+def test_one_glyph_off_needs_the_confidence_of_a_format():
+    registry = TextRegistry({"smartphone": {"words": ["NOVALYNX"], "formats": []}})
+    assert registry.check("smartphone", reads("WOVALYNX", confidence=0.93)) is None  # a misread first glyph
+    assert registry.check("smartphone", reads("NOVALYNK", confidence=0.97)).expected == "NOVALYNX"

@@ -276,7 +276,8 @@ def _inside(points, polygon) -> bool:
 @pytest.mark.slow
 def test_a_misspelt_registered_word_is_evidence_in_the_runtime(two_stage_model, tmp_path):
     """Real OCR on the focus crops, through Predictor: the registered spelling changes nothing,
-    a misspelling multiplies the counterfeit odds by the registry's likelihood ratio and is
+    a misspelling raises the counterfeit score s to 1 - (1 - s)(1 - q), q the registry's mismatch
+    probability, and is
     reported with what was read, what is registered and where on the photo."""
     import onnx
 
@@ -287,7 +288,7 @@ def test_a_misspelt_registered_word_is_evidence_in_the_runtime(two_stage_model, 
 
     graph = onnx.load(str(two_stage_model.path))
     props = {prop.key: prop.value for prop in graph.metadata_props}
-    props["longteng.text_registry"] = TextRegistry({"gadget": {"words": ["KORVEX"], "formats": []}}, 50.0).to_json()
+    props["longteng.text_registry"] = TextRegistry({"gadget": {"words": ["KORVEX"], "formats": []}}, 0.9).to_json()
     onnx.helper.set_model_props(graph, props)
     onnx.save(graph, str(tmp_path / "reads.onnx"))
     reading, plain = Predictor(tmp_path / "reads.onnx"), Predictor(two_stage_model.path)
@@ -302,8 +303,7 @@ def test_a_misspelt_registered_word_is_evidence_in_the_runtime(two_stage_model, 
     np.testing.assert_allclose(read[0].probabilities, base[0].probabilities)
     mismatch = read[1].text_mismatch
     assert (mismatch.read, mismatch.expected, mismatch.kind) == ("KOPVEX", "KORVEX", "spelling")
-    odds = [p.decision.counterfeit_score / (1 - p.decision.counterfeit_score) for p in (read[1], base[1])]
-    assert odds[0] == pytest.approx(50 * odds[1], rel=1e-6)
+    assert 1 - read[1].decision.counterfeit_score == pytest.approx(0.1 * (1 - base[1].decision.counterfeit_score), rel=1e-6)
     evidence = photo_record(read[1], "v")["evidence"]
     assert photo_record(read[0], "v")["evidence"] == [] and evidence[0]["read"] == "KOPVEX"
     # The word's box lies on the product in the stored photo (twice the decoded size), near

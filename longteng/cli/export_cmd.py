@@ -70,6 +70,6 @@ def _summary(result) -> str:
         lines.append("  text check: none (no training data, or --text-references 0)")
     else:
         words = "; ".join(f"{product}: {', '.join(entry['words']) or '-'}" for product, entry in registry.products.items())
-        lines.append(f"  text check: registered words {words} (likelihood ratio {registry.likelihood_ratio:g})")
+        lines.append(f"  text check: registered words {words} (a mismatch means a counterfeit with probability {registry.mismatch_probability:g})")
     lines.append(f"  model card: {result.card_path}")
     return "\n".join(lines)
