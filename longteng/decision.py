@@ -164,8 +164,10 @@ def calibrated_probabilities(
 def with_evidence(probabilities: np.ndarray, class_names: Sequence[str], evidence: np.ndarray) -> np.ndarray:
     """(N, C) probabilities and (N,) probabilities q that another detector's finding on each
     photo means a counterfeit (0: nothing found) -> probabilities whose counterfeit score is
-    1 - (1 - s)(1 - q); the counterfeit classes (and the genuine ones) keep their proportions
-    among themselves, as in :func:`calibrate_scores`. q = 0 leaves a row unchanged."""
+    1 - (1 - s)(1 - q). The genuine classes shrink in proportion, and the added mass goes to
+    the counterfeit class of the likeliest product: the finding is about the product the photo
+    shows (spread over all counterfeit classes, a photo whose s was near 0 would change product).
+    q = 0 leaves a row unchanged."""
     probabilities = _check_probabilities(probabilities, class_names)
     q = np.asarray(evidence, dtype=np.float64)
     if q.shape != (len(probabilities),):
@@ -173,12 +175,17 @@ def with_evidence(probabilities: np.ndarray, class_names: Sequence[str], evidenc
     if not np.all(np.isfinite(q) & (q >= 0) & (q < 1)):
         raise ConfigError("evidence probabilities must lie in [0, 1)")
     is_counterfeit = np.array([_authenticity(name) == _COUNTERFEIT_AUTHENTICITY for name in class_names])
-    tiny = np.finfo(np.float64).tiny
     mass = counterfeit_score(probabilities, class_names)
     fused = 1.0 - (1.0 - mass) * (1.0 - q)
-    counterfeit_factor = fused / np.maximum(mass, tiny)
-    genuine_factor = (1.0 - fused) / np.maximum(1.0 - mass, tiny)
-    out = probabilities * np.where(is_counterfeit[None, :], counterfeit_factor[:, None], genuine_factor[:, None])
+    genuine_factor = (1.0 - fused) / np.maximum(1.0 - mass, np.finfo(np.float64).tiny)
+    out = probabilities * np.where(is_counterfeit[None, :], 1.0, genuine_factor[:, None])
+    products, per_product = product_probabilities(probabilities, class_names)
+    counterfeit_class = {_product(name): i for i, name in enumerate(class_names) if is_counterfeit[i]}
+    for row, product in enumerate(per_product.argmax(axis=1)):
+        target = counterfeit_class.get(products[product])
+        if target is None:  # a product without a counterfeit class: share the mass as the others do
+            target = int(np.flatnonzero(is_counterfeit)[0])
+        out[row, target] += fused[row] - mass[row]
     return out / out.sum(axis=1, keepdims=True)
 
 

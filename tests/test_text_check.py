@@ -84,8 +84,21 @@ def test_a_mismatch_raises_the_counterfeit_score_of_its_photo_only():
     assert [m is not None for m in mismatches] == [False, True, False]
     assert mismatches[1].describe() == "read SKYRIOCE, registered SKYRIDGE"
     np.testing.assert_allclose(updated[[0, 2]], probabilities[[0, 2]])
-    # Counterfeit score 0.11 becomes 1 - 0.89 * 0.1 = 0.911, split as before: 10:1 and 85:4.
-    np.testing.assert_allclose(updated[1], [0.911 * 10 / 11, 0.089 * 85 / 89, 0.911 / 11, 0.089 * 4 / 89])
+    # Counterfeit score 0.11 becomes 1 - 0.89 * 0.1 = 0.911: the genuine classes shrink 85:4 as
+    # before, the added 0.801 goes to the drone's counterfeit class (the product read).
+    np.testing.assert_allclose(updated[1], [0.10 + 0.801, 0.089 * 85 / 89, 0.01, 0.089 * 4 / 89])
+
+
+def test_evidence_on_a_photo_the_classifier_calls_genuine_keeps_its_product():
+    from longteng.decision import product_probabilities, with_evidence
+
+    classes = ["drone/counterfeit", "drone/genuine", "smartphone/counterfeit", "smartphone/genuine"]
+    # Nearly all the little counterfeit mass sits on the other product's class.
+    probabilities = np.array([[1e-6, 0.9, 1e-4, 0.0999]])
+    updated = with_evidence(probabilities, classes, np.array([0.95]))
+    products, per_product = product_probabilities(updated, classes)
+    assert products[int(per_product.argmax())] == "drone"
+    assert updated[0, 0] + updated[0, 2] == pytest.approx(1 - (1 - 1.0001e-4) * 0.05)
 
 
 def test_shapes_and_distances():
