@@ -74,6 +74,11 @@ class PhotoPrediction:
     view: "FocusView | None" = None  # two-stage models: where the focus stage looked
     text_mismatch: TextMismatch | None = None  # print that does not read as the product's genuine print
 
+    @property
+    def text_box(self) -> tuple[tuple[float, float], ...] | None:
+        """Where the text check read a mismatch, in the stored photo's pixels (for overlays)."""
+        return None if self.text_mismatch is None else self.text_mismatch.photo_box
+
 
 PhotoFailure = UnusableFile
 

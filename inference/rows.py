@@ -87,7 +87,7 @@ def _explain(
         overlay = write_overlay(
             prediction.path, prediction.decision, prediction.class_maps, metadata.class_names,
             metadata.preprocess, options, view=prediction.view, focus=metadata.focus,
-            text_box=None if prediction.text_mismatch is None else prediction.text_mismatch.photo_box,
+            text_box=prediction.text_box,
         )
     except ImageLoadError as exc:
         return None, PhotoFailure(prediction.path, EXPLAIN_FAILED, f"cannot reload the photo ({exc.reason}: {exc.detail})")

@@ -215,14 +215,6 @@ def _usable(reads: Iterable[TextRead]) -> list[TextRead]:
     return [r for r in reads if r.confidence >= MIN_CONFIDENCE and len(r.text.strip()) >= MIN_LENGTH]
 
 
-def ocr_available() -> bool:
-    try:
-        import rapidocr_onnxruntime  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 @functools.lru_cache(maxsize=2)
 def _engine(threads: int):
     try:

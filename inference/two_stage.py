@@ -48,12 +48,14 @@ class FocusView:
 
     def crop_to_original(self, points: Sequence[tuple[float, float]], spec: FocusSpec) -> list[tuple[float, float]] | None:
         """Focus-crop pixel coordinates -> the stored photo's pixels (None: no box to map through)."""
-        if self.box is None:
+        box = self.box_in_original
+        if box is None:
             return None
         u, v = np.array([p[0] for p in points], dtype=np.float64), np.array([p[1] for p in points], dtype=np.float64)
-        x, y = focus_to_photo(self.box, spec, u, v)
-        scale = self.original_size[0] / self.decoded_size[0]
-        return [(float(a * scale), float(b * scale)) for a, b in zip(x, y)]
+        # The crop's geometry scales with its box, so mapping through the box in the stored
+        # photo's pixels lands there directly.
+        x, y = focus_to_photo(box, spec, u, v)
+        return [(float(a), float(b)) for a, b in zip(x, y)]
 
 
 def prepare_photo(path: Path, metadata: ModelMetadata, max_pixels: int = DEFAULT_MAX_PIXELS) -> PreparedPhoto:

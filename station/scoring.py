@@ -69,7 +69,7 @@ class Scorer:
             written = write_overlay(
                 prediction.path, prediction.decision, prediction.class_maps, self.metadata.class_names,
                 self.metadata.preprocess, options, view=prediction.view, focus=self.metadata.focus,
-                text_box=None if prediction.text_mismatch is None else prediction.text_mismatch.photo_box,
+                text_box=prediction.text_box,
             )
         except Exception:  # noqa: BLE001 - a heatmap is evidence, not the verdict: never lose the verdict for it
             return None

@@ -140,7 +140,7 @@ def evaluate_model(
 def text_check_report(mismatches: list, records: list) -> dict:
     """How often the text check fired: on genuine photos (false alarms), on counterfeits, per tell."""
     flagged = np.array([m is not None for m in mismatches], dtype=bool)
-    genuine = np.array([r.authenticity == "genuine" for r in records], dtype=bool)
+    genuine = np.array([not r.is_counterfeit for r in records], dtype=bool)
     per_tell = {}
     for tell in sorted({t for r in records for t in r.tells()}):
         carrying = np.array([tell in r.tells() and not g for r, g in zip(records, genuine)], dtype=bool)
