@@ -12,7 +12,7 @@ import pytest
 from longteng.cli.main import main
 from longteng.data.layout import STANDARD_COLUMNS, scan_dataset, sha256_file
 from longteng.data.synth import PRODUCTS, TELLS, SynthConfig, parse_size, synthesize
-from longteng.data.synth.designs import genuine_design
+from longteng.data.synth.designs import ALL_PRODUCTS, genuine_design
 from longteng.data.synth.generate import CONFIG_NAME, EXTRA_COLUMNS
 from longteng.data.synth.plan import plan_dataset
 from longteng.data.synth.render import render_product
@@ -203,7 +203,7 @@ def test_case_scene_style_does_not_follow_the_label() -> None:
 # --- tells ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("product", PRODUCTS)
+@pytest.mark.parametrize("product", ALL_PRODUCTS)
 @pytest.mark.parametrize("tell", TELLS)
 def test_each_tell_is_visible_at_the_models_input_scale(product: str, tell: str) -> None:
     """At medium's weakest strength the product, drawn as large as in a 224 px letterbox
@@ -264,6 +264,29 @@ def test_cli_rejects_unknown_tell_listing_allowed_ones(
     assert "sparkles" in message and option in message
     assert all(name in message for name in TELLS)
     assert not (tmp_path / "out").exists()
+
+
+def test_products_option_draws_only_the_named_families(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    code = main(["data", "synth", str(out), "--images", "8", "--size", "96x72", "--products", "power_bank"])
+    assert code == 0
+    records = scan_dataset(out)
+    assert {r.label for r in records} <= {"power_bank/genuine", "power_bank/counterfeit"}
+    assert len(records) == 8
+    assert SynthConfig.from_json((out / CONFIG_NAME).read_text()).products == ("power_bank",)
+
+
+def test_default_products_keep_the_config_file_as_before(dataset: Path) -> None:
+    assert "products" not in (dataset / CONFIG_NAME).read_text()
+    assert SynthConfig.from_json((dataset / CONFIG_NAME).read_text()).products == PRODUCTS
+
+
+def test_cli_rejects_an_unknown_product_listing_allowed_ones(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["data", "synth", str(tmp_path / "out"), "--images", "4", "--products", "drone,hoverboard"])
+    assert code == 1
+    message = capsys.readouterr().err
+    assert "hoverboard" in message and "--products" in message
+    assert all(name in message for name in ALL_PRODUCTS)
 
 
 def test_excluding_every_tell_is_rejected() -> None:

@@ -36,6 +36,14 @@ def synth(
     images_per_case: Annotated[
         int, typer.Option("--images-per-case", help="Mean photos per seizure case (one shipment).")
     ] = 8,
+    products: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--products",
+            help="Product families to draw, comma-separated or repeated (default: smartphone, drone, "
+            "usb_flash_drive). power_bank is a fourth family, for registering a product from genuine photos.",
+        ),
+    ] = None,
     workers: Annotated[
         int, typer.Option("--workers", "-j", help="Worker processes; output does not depend on it.")
     ] = 1,
@@ -56,6 +64,7 @@ def synth(
         exclude_tells=parse_tell_names(exclude_tells or ()),
         counterfeit_fraction=counterfeit_fraction,
         images_per_case=images_per_case,
+        **({"products": parse_tell_names(products)} if products else {}),
     )
     bar = Progress(
         TextColumn("synth"),

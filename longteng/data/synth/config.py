@@ -6,7 +6,7 @@ import json
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
-from longteng.data.synth.designs import PRODUCTS
+from longteng.data.synth.designs import ALL_PRODUCTS, PRODUCTS
 from longteng.data.synth.tells import TELLS
 from longteng.errors import ConfigError
 
@@ -17,7 +17,7 @@ MAX_SIDE = 12000
 MAX_PIXELS = 100_000_000
 MAX_SEED = 2**63 - 1
 
-__all__ = ["DIFFICULTIES", "PRODUCTS", "SynthConfig", "parse_size", "parse_tell_names"]
+__all__ = ["ALL_PRODUCTS", "DIFFICULTIES", "PRODUCTS", "SynthConfig", "parse_size", "parse_tell_names"]
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,7 @@ class SynthConfig:
     exclude_tells: tuple[str, ...] = ()
     counterfeit_fraction: float = 0.5
     images_per_case: int = 8  # mean photos per seizure case
+    products: tuple[str, ...] = PRODUCTS  # the families drawn, in turn
 
     def __post_init__(self) -> None:
         if isinstance(self.images, bool) or not isinstance(self.images, int) or self.images < 1:
@@ -50,6 +51,7 @@ class SynthConfig:
             or self.images_per_case < 1
         ):
             raise ConfigError(f"images_per_case must be a positive integer, got {self.images_per_case!r}")
+        object.__setattr__(self, "products", _checked_products(self.products))
         if not self.allowed_tells and self.counterfeit_fraction > 0:
             raise ConfigError(
                 "no tells left to make counterfeits with: --tells and --exclude-tells together exclude all of "
@@ -67,6 +69,10 @@ class SynthConfig:
         data["size"] = list(self.size)
         data["tells"] = None if self.tells is None else list(self.tells)
         data["exclude_tells"] = list(self.exclude_tells)
+        if self.products == PRODUCTS:  # configs written before --products existed read the same
+            del data["products"]
+        else:
+            data["products"] = list(self.products)
         return data
 
     def to_json(self) -> str:
@@ -89,7 +95,7 @@ class SynthConfig:
         if unknown:
             raise ConfigError(f"unknown synth config keys: {', '.join(sorted(unknown))}")
         values = dict(data)
-        for key in ("size", "exclude_tells"):
+        for key in ("size", "exclude_tells", "products"):
             if key in values:
                 values[key] = tuple(values[key])
         if values.get("tells") is not None:
@@ -120,6 +126,20 @@ def _checked_tells(names: Iterable[str], argument: str) -> tuple[str, ...]:
             raise ConfigError(f"{argument}: unknown tell {name!r}; allowed: {', '.join(TELLS)}")
         if name not in checked:
             checked.append(name)
+    return tuple(checked)
+
+
+def _checked_products(names: Iterable[str]) -> tuple[str, ...]:
+    if isinstance(names, str):
+        raise ConfigError(f"products (--products) must be a sequence of product names, not the string {names!r}")
+    checked: list[str] = []
+    for name in names:
+        if name not in ALL_PRODUCTS:
+            raise ConfigError(f"products (--products): unknown product {name!r}; allowed: {', '.join(ALL_PRODUCTS)}")
+        if name not in checked:
+            checked.append(name)
+    if not checked:
+        raise ConfigError("products (--products) must name at least one product")
     return tuple(checked)
 
 

@@ -1,4 +1,4 @@
-"""Brand design specs of the three fictional product families.
+"""Brand design specs of the fictional product families.
 
 A design is plain data in product units: the product's long side is 1.0, x runs across
 the product (0..width), y along it (0..1, top = connector / camera / front). Genuine
@@ -17,6 +17,11 @@ RGB = tuple[int, int, int]
 Point = tuple[float, float]
 
 PRODUCTS = ("smartphone", "drone", "usb_flash_drive")
+# Families `data synth --products` can also draw. A power bank is never in the default set:
+# it is the product a right holder registers from genuine photos alone (`reference add`),
+# one the network never saw.
+EXTRA_PRODUCTS = ("power_bank",)
+ALL_PRODUCTS = PRODUCTS + EXTRA_PRODUCTS
 
 
 @dataclass(frozen=True)
@@ -112,11 +117,19 @@ COLOURWAYS: dict[str, tuple[Colourway, ...]] = {
         Colourway("teal", (22, 112, 122), (40, 40, 44), (242, 244, 244), (200, 228, 230)),
         Colourway("white", (234, 234, 230), (40, 40, 44), (58, 60, 66), (96, 98, 104)),
     ),
+    "power_bank": (
+        Colourway("slate", (74, 80, 88), (30, 31, 34), (226, 228, 230), (186, 190, 194)),
+        Colourway("ivory", (226, 222, 210), (52, 52, 56), (46, 84, 140), (104, 104, 108)),
+        Colourway("ochre", (196, 142, 52), (40, 40, 44), (34, 30, 26), (74, 58, 34)),
+    ),
 }
 
-BRANDS = {"smartphone": "NOVALYNX", "drone": "SKYRIDGE", "usb_flash_drive": "KORVEX"}
-MODELS = {"smartphone": "NX-7", "drone": "SR-4", "usb_flash_drive": "KX3"}
-CAPACITIES = {"smartphone": ("128GB", "256GB"), "drone": ("249g",), "usb_flash_drive": ("32GB", "64GB", "128GB")}
+BRANDS = {"smartphone": "NOVALYNX", "drone": "SKYRIDGE", "usb_flash_drive": "KORVEX", "power_bank": "VOLTARA"}
+MODELS = {"smartphone": "NX-7", "drone": "SR-4", "usb_flash_drive": "KX3", "power_bank": "VT-10"}
+CAPACITIES = {
+    "smartphone": ("128GB", "256GB"), "drone": ("249g",), "usb_flash_drive": ("32GB", "64GB", "128GB"),
+    "power_bank": ("10000mAh", "20000mAh"),
+}
 
 # Glyph substitutions a counterfeiter's artwork shows, from barely visible to blatant.
 # ("N", "N*") means the same letter printed mirror-inverted.
@@ -124,6 +137,7 @@ GLYPH_SWAPS: dict[str, tuple[tuple[str, str], ...]] = {
     "NOVALYNX": (("O", "0"), ("V", "U"), ("X", "K"), ("L", "I"), ("A", "4"), ("N", "N*")),
     "SKYRIDGE": (("I", "l"), ("G", "C"), ("D", "O"), ("E", "F"), ("S", "5"), ("K", "X")),
     "KORVEX": (("O", "0"), ("V", "U"), ("E", "F"), ("X", "K"), ("R", "P"), ("K", "X")),
+    "VOLTARA": (("O", "0"), ("V", "U"), ("T", "7"), ("A", "4"), ("R", "P"), ("L", "I")),
 }
 
 # Tolerances of the genuine production line, in product units / degrees.
@@ -133,7 +147,7 @@ _ANGLE_TOLERANCE = 0.4
 
 def genuine_design(product: str, rng: np.random.Generator) -> ProductDesign:
     """The brand spec of `product` with a random colourway, serial and tolerance jitter."""
-    builders = {"smartphone": _smartphone, "drone": _drone, "usb_flash_drive": _usb_flash_drive}
+    builders = {"smartphone": _smartphone, "drone": _drone, "usb_flash_drive": _usb_flash_drive, "power_bank": _power_bank}
     colourways = COLOURWAYS[product]
     colourway = colourways[int(rng.integers(len(colourways)))]
     return builders[product](colourway, rng)
@@ -253,5 +267,34 @@ def _usb_flash_drive(colourway: Colourway, rng: np.random.Generator) -> ProductD
             PrintedText(serial_number("usb_flash_drive", rng), (width / 2, 0.922), 0.011, colourway.label),
         ),
         marks=_marks(0.874, (0.07, 0.15, 0.23), 0.046),
+        parts=parts,
+    )
+
+
+def _power_bank(colourway: Colourway, rng: np.random.Generator) -> ProductDesign:
+    width = 0.56
+    capacity = CAPACITIES["power_bank"][int(rng.integers(2))]
+    indicators = tuple(
+        Part("led", (0.19 + i * 0.06, 0.075), 0.013, color=(120, 200, 255)) for i in range(4)
+    )
+    parts = indicators + (
+        Part("lens", (0.43, 0.075), 0.026, color=(24, 25, 28)),  # the power button
+        Part("contact", (width / 2, 0.012), 0.07, length=0.02, color=(22, 22, 24)),  # USB-C port
+    )
+    return ProductDesign(
+        product="power_bank",
+        brand=BRANDS["power_bank"],
+        width=width,
+        body=(0.0, 0.0, width, 1.0),
+        corner=0.09,
+        body_color=colourway.body,
+        trim_color=colourway.trim,
+        colourway=colourway.name,
+        logo=_logo("VOLTARA", (width / 2, 0.46), 0.08, colourway.logo, 90.0, rng),
+        labels=(
+            PrintedText(f"{MODELS['power_bank']}  {capacity}", (width / 2, 0.80), 0.024, colourway.label),
+            PrintedText(serial_number("power_bank", rng), (width / 2, 0.935), 0.014, colourway.label),
+        ),
+        marks=_marks(0.87, (0.17, 0.28, 0.39), 0.05),
         parts=parts,
     )

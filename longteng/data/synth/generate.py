@@ -17,7 +17,7 @@ from pathlib import Path
 from longteng.workers import owned_pool
 from longteng.data.layout import AUTHENTICITIES, MANIFEST_NAME, SPLITS, Record, format_tells, write_manifest
 from longteng.data.synth.config import SynthConfig
-from longteng.data.synth.designs import PRODUCTS
+from longteng.data.synth.designs import ALL_PRODUCTS
 from longteng.data.synth.photo import make_photo
 from longteng.data.synth.plan import ImagePlan, plan_dataset
 from longteng.errors import ConfigError, DatasetError
@@ -76,7 +76,7 @@ def synthesize(
     _prepare_output(out)
     (out / CONFIG_NAME).write_text(config.to_json(), encoding="utf-8")
     plans = plan_dataset(config)
-    for product in PRODUCTS:
+    for product in config.products:
         for authenticity in AUTHENTICITIES:
             (out / product / authenticity).mkdir(parents=True, exist_ok=True)
 
@@ -174,7 +174,7 @@ def _prepare_output(out: Path) -> None:
 
 def _remove_previous_output(out: Path) -> None:
     """Delete only what an earlier run wrote: its photos, manifest and config."""
-    for product in PRODUCTS:
+    for product in ALL_PRODUCTS:
         for authenticity in AUTHENTICITIES:
             folder = out / product / authenticity
             if not folder.is_dir():

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from longteng.data.synth.config import SynthConfig
-from longteng.data.synth.designs import PRODUCTS
+
 from longteng.data.synth.styles import SceneStyle, draw_scene_style
 from longteng.data.synth.tells import STRENGTH_RANGES
 
@@ -65,7 +65,7 @@ class ImagePlan:
 def plan_dataset(config: SynthConfig) -> list[ImagePlan]:
     rng = rng_for(config.seed, STREAM_PLAN, 0)
     sizes = _case_sizes(config.images, config.images_per_case, rng)
-    products = [PRODUCTS[i % len(PRODUCTS)] for i in range(len(sizes))]
+    products = [config.products[i % len(config.products)] for i in range(len(sizes))]
     products = [products[int(i)] for i in rng.permutation(len(products))]
     counterfeit_counts = [_counterfeit_count(size, config.counterfeit_fraction, rng) for size in sizes]
     splits = _assign_splits(products, sizes, counterfeit_counts, rng)

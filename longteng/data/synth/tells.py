@@ -320,7 +320,24 @@ def _usb_parts(design: ProductDesign, tell: TellInstance, rng: np.random.Generat
     return replace(design, parts=tuple(contacts + others))
 
 
-_PART_LAYOUT = {"smartphone": _phone_parts, "drone": _drone_parts, "usb_flash_drive": _usb_parts}
+def _power_bank_parts(design: ProductDesign, tell: TellInstance, rng: np.random.Generator) -> ProductDesign:
+    indicators = [p for p in design.parts if p.kind == "led"]
+    others = [p for p in design.parts if p.kind != "led"]
+    if tell.level >= 0.5:  # three charge indicators where the design has four
+        xs = np.linspace(indicators[0].center[0], indicators[-1].center[0], 3)
+        indicators = [replace(indicators[0], center=(float(x), indicators[0].center[1])) for x in xs]
+    else:  # the power button on the wrong side of the indicators
+        others = [
+            replace(p, center=(design.width - p.center[0] - (0.02 + 0.04 * tell.strength), p.center[1]))
+            if p.kind == "lens" else p
+            for p in others
+        ]
+    return replace(design, parts=tuple(indicators + others))
+
+
+_PART_LAYOUT = {
+    "smartphone": _phone_parts, "drone": _drone_parts, "usb_flash_drive": _usb_parts, "power_bank": _power_bank_parts,
+}
 
 
 def _surface_finish(design: ProductDesign, tell: TellInstance, rng: np.random.Generator) -> ProductDesign:
