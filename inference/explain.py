@@ -37,7 +37,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from longteng.data.layout import split_class_name
-from longteng.decision import GENUINE, REFER, Decision
+from longteng.decision import GENUINE, REFER, Decision, is_counterfeit_class
 from longteng.errors import ConfigError
 from longteng.imageio import DEFAULT_MAX_PIXELS, load_decoded, load_image
 from longteng.preprocess import PreprocessSpec, content_box
@@ -134,9 +134,16 @@ def evidence_map(class_maps: np.ndarray, decision: Decision, class_names: Sequen
     target = _class_index(class_names, decision.product, "genuine" if for_genuine else "counterfeit")
     other = _class_index(class_names, decision.product, "counterfeit" if for_genuine else "genuine")
     if target is None:
-        return np.zeros(class_maps.shape[1:])
-    baseline = class_maps[other] if other is not None else class_maps.mean(axis=0)
-    evidence = class_maps[target] - baseline
+        # A registered product: the maps are the trained products', and its counterfeit score
+        # is their counterfeit mass, so its evidence is that mass against the genuine mass.
+        fake = np.array([is_counterfeit_class(name) for name in class_names])
+        if fake.all() or not fake.any():
+            return np.zeros(class_maps.shape[1:])
+        lean = _logsumexp(class_maps[fake]) - _logsumexp(class_maps[~fake])
+        evidence = -lean if for_genuine else lean
+    else:
+        baseline = class_maps[other] if other is not None else class_maps.mean(axis=0)
+        evidence = class_maps[target] - baseline
     if decision.verdict == REFER:
         # Relative: the expert wants where it looks most counterfeit, even when no region
         # outright does (a REFER photo often has no positive counterfeit evidence at all).
@@ -217,6 +224,11 @@ def overlay_name(path: Path, image_format: str) -> str:
     digest = hashlib.sha1(os.fsencode(os.path.abspath(path))).hexdigest()[:8]
     stem = _STEM_UNSAFE.sub("_", os.fsdecode(path.stem)).strip("._")[:_MAX_STEM] or "photo"
     return f"{stem}-{digest}.{image_format}"
+
+
+def _logsumexp(maps: np.ndarray) -> np.ndarray:
+    peak = maps.max(axis=0)
+    return peak + np.log(np.exp(maps - peak).sum(axis=0))
 
 
 def _class_index(class_names: Sequence[str], product: str, authenticity: str) -> int | None:

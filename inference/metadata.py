@@ -16,6 +16,9 @@ from longteng.data.layout import AUTHENTICITIES, split_class_name
 from longteng.decision import OperatingPoint, ScoreCalibration
 from longteng.errors import CheckpointError, ConfigError
 from longteng.focus import FocusSpec
+from longteng.inference.registered import (
+    RegisteredProduct, registered_class_names, registered_from_json, registered_to_json,
+)
 from longteng.inference.text_check import TextRegistry
 from longteng.preprocess import PreprocessSpec
 
@@ -72,10 +75,18 @@ class ModelMetadata:
     # The text check (inference/text_check.py): what genuine print reads like, per product.
     # None: the model reads no print (older files, or exported without references).
     text_registry: TextRegistry | None = None
+    # Products registered from genuine photos after training (inference/registered.py).
+    registered_products: tuple[RegisteredProduct, ...] = ()
 
     @property
     def two_stage(self) -> bool:
         return self.focus is not None
+
+    @property
+    def decision_classes(self) -> list[str]:
+        """The classes verdicts and probabilities are over: the network's, then two per
+        registered product."""
+        return self.class_names + registered_class_names(self.registered_products)
 
     def to_props(self) -> dict[str, str]:
         focus = {} if self.focus is None else {
@@ -99,6 +110,9 @@ class ModelMetadata:
             "longteng.model_version": self.model_version,
             "longteng.provenance": json.dumps(self.provenance, sort_keys=True),
             **({} if self.text_registry is None else {"longteng.text_registry": self.text_registry.to_json()}),
+            **({} if not self.registered_products else {
+                "longteng.registered_products": registered_to_json(self.registered_products),
+            }),
         }
 
     @classmethod
@@ -130,6 +144,7 @@ class ModelMetadata:
                 "longteng.score_calibration", lambda text: ScoreCalibration.from_dict(json.loads(text)), ScoreCalibration()
             ),
             text_registry=parse("longteng.text_registry", TextRegistry.from_json, None),
+            registered_products=parse("longteng.registered_products", registered_from_json, ()),
         )
 
     def check(self, source: str) -> None:
@@ -169,11 +184,13 @@ class ModelMetadata:
         if self.text_registry is not None:
             if self.focus is None:
                 raise CheckpointError(f"{source}: metadata longteng.text_registry needs a two-stage model (it reads the focus crop)")
-            products = {split_class_name(name)[0] for name in names}
+            products = {split_class_name(name)[0] for name in names} | {p.name for p in self.registered_products}
             strangers = sorted(set(self.text_registry.products) - products)
             if strangers:
                 raise CheckpointError(
                     f"{source}: metadata longteng.text_registry names products the model does not know: {', '.join(strangers)}"
                 )
+        if self.registered_products and self.focus is None:
+            raise CheckpointError(f"{source}: metadata longteng.registered_products needs a two-stage model")
         if not isinstance(self.model_version, str) or not self.model_version.strip():
             raise CheckpointError(f"{source}: metadata longteng.model_version is empty")

@@ -59,8 +59,9 @@ class PredictOptions:
 class PhotoPrediction:
     """The verdict for one photo plus what explains it.
 
-    ``probabilities`` are the calibrated class probabilities (order of the model's class
-    names), after the text check's evidence when the model reads print; ``class_maps`` (C, h, w) are the class logits at each position of the last
+    ``probabilities`` are the calibrated class probabilities (order of the model's
+    ``decision_classes``: its class names, then its registered products'), after the text
+    check's evidence when the model reads print; ``class_maps`` (C, h, w) are the class logits at each position of the last
     feature map, for heatmaps; ``unknown_score`` is None when the model has no detector.
     """
 
@@ -146,11 +147,19 @@ class Predictor:
         outputs = self.model.run(pixels)
         # The graph applies the temperature; the score calibration follows here, in numpy.
         probabilities = calibrate_scores(outputs["probabilities"], metadata.score_calibration, metadata.class_names)
+        classes = metadata.decision_classes
+        registered = np.zeros(len(paths), dtype=bool)
+        if metadata.registered_products:
+            from longteng.inference.registered import assign, extend_probabilities
+
+            assignment = assign(outputs["embedding"], probabilities, metadata)
+            probabilities = extend_probabilities(probabilities, assignment, metadata)
+            registered = assignment.product >= 0
         mismatches: list[TextMismatch | None] = [None] * len(paths)
         if metadata.text_registry is not None:
             known = list(reads) if reads is not None else [None] * len(paths)
             photo_reads = [r if r is not None else read_text(pixels[i], self.options.threads) for i, r in enumerate(known)]
-            probabilities, mismatches = apply_text_check(metadata.text_registry, photo_reads, probabilities, metadata.class_names)
+            probabilities, mismatches = apply_text_check(metadata.text_registry, photo_reads, probabilities, classes)
             if views is not None and metadata.focus is not None:
                 mismatches = [
                     m if m is None else replace(m, photo_box=views[i].crop_to_original(m.box, metadata.focus))
@@ -158,18 +167,20 @@ class Predictor:
                 ]
         unknown_score = None
         unknown = np.zeros(len(paths), dtype=bool)
-        if metadata.unknown is not None:
+        if metadata.registered_products:
+            unknown_score, unknown = assignment.unknown_score, assignment.unknown
+        elif metadata.unknown is not None:
             from longteng.inference.unknown import unknown_scores
 
             unknown_score = unknown_scores(outputs, metadata.unknown)
             unknown = unknown_score > metadata.unknown.threshold
-        decisions = decide(probabilities, metadata.class_names, metadata.operating_point, unknown=unknown)
+        decisions = decide(probabilities, classes, metadata.operating_point, unknown=unknown, registered=registered)
         class_maps = outputs.get("class_maps")
         return [
             PhotoPrediction(
                 path=path,
                 decision=decisions[i],
-                top_classes=top_classes(probabilities[i], metadata.class_names, self.options.top_k),
+                top_classes=top_classes(probabilities[i], classes, self.options.top_k),
                 probabilities=probabilities[i],
                 unknown_score=None if unknown_score is None else float(unknown_score[i]),
                 unknown=bool(unknown[i]),

@@ -11,7 +11,7 @@ kind                  "photo" | "item" | "error"   a photo's verdict, an item's 
 path                  str | null                   the photo or input (photo, error); null for items
 item                  str | null                   the item name (items; failures of an item's photos)
 verdict               str | null                   "GENUINE", "COUNTERFEIT" or "REFER"; null on errors
-refer_reason          str | null                   "" (decided), "uncertain" or "unknown"
+refer_reason          str | null                   "" (decided), "uncertain", "unknown" or "registered"
 product               str | null                   most probable product
 confidence            float | null                 calibrated probability of the verdict (REFER: the
                                                    larger of counterfeit / genuine; do not act on it)

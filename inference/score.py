@@ -22,7 +22,7 @@ sha256                 str      hex digest of the file's bytes; None if it could
 size                   int      bytes
 mtime_ns               int      modification time (ns); with size and path the resume key
 verdict                str      GENUINE, COUNTERFEIT or REFER; None on errors
-refer_reason           str      "" (decided), "uncertain" or "unknown"
+refer_reason           str      "" (decided), "uncertain", "unknown" or "registered"
 product                str      most probable product
 confidence             float    calibrated probability of the verdict
 counterfeit_score      float    calibrated probability of a counterfeit
@@ -308,7 +308,7 @@ def _prediction_outcome(prediction: PhotoPrediction, metadata: ModelMetadata) ->
         "error_reason": "",
         "error_detail": "",
     }
-    for name, probability in zip(metadata.class_names, prediction.probabilities):
+    for name, probability in zip(metadata.decision_classes, prediction.probabilities):
         outcome[PROBABILITY_PREFIX + name] = finite_or_none(float(probability))
     return outcome
 
@@ -318,7 +318,7 @@ def _failure_outcome(reason: str, detail: str) -> dict[str, Any]:
 
 
 def _row(slot: _Slot, metadata: ModelMetadata) -> dict[str, Any]:
-    row: dict[str, Any] = dict.fromkeys(score_fields(metadata.class_names))
+    row: dict[str, Any] = dict.fromkeys(score_fields(metadata.decision_classes))
     row.update(slot.outcome or {})
     fp = slot.fingerprint
     if fp is None:

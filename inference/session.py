@@ -95,6 +95,12 @@ class OnnxModel:
             embedding = outputs.get("embedding")
             width = embedding[-1] if embedding else None
             check_detector(metadata.unknown, width if isinstance(width, int) else None, source)
+        if metadata.registered_products:
+            from longteng.inference.registered import check_registered
+
+            embedding = outputs.get("embedding")
+            width = embedding[-1] if embedding else None
+            check_registered(metadata, width if isinstance(width, int) else None, source)
 
     def run(self, pixels: np.ndarray, outputs: tuple[str, ...] = OUTPUT_NAMES) -> dict[str, np.ndarray]:
         """uint8 (N, S, S, 3) -> named outputs: single-stage photos from

@@ -37,7 +37,7 @@ METHODS = (MAHALANOBIS, ENERGY)
 def unknown_scores(outputs: Mapping[str, np.ndarray], detector: UnknownDetector) -> np.ndarray:
     """(N,) float64 scores from the model's named outputs; higher = more unknown."""
     if detector.method == MAHALANOBIS:
-        return mahalanobis_scores(_output(outputs, "embedding"), detector.parameters)
+        return mahalanobis_distances(_output(outputs, "embedding"), detector.parameters).min(axis=1)
     if detector.method == ENERGY:
         return energy_scores(_output(outputs, "logits"), detector.parameters)
     raise CheckpointError(f"unknown-object method {detector.method!r} is not supported; known: {', '.join(METHODS)}")
@@ -53,8 +53,11 @@ def is_unknown(outputs: Mapping[str, np.ndarray], detector: UnknownDetector | No
     return unknown_scores(outputs, detector) > detector.threshold
 
 
-def mahalanobis_scores(embedding: np.ndarray, parameters: Mapping[str, Any]) -> np.ndarray:
-    """Squared Mahalanobis distance to the nearest class mean, divided by the feature count.
+def mahalanobis_distances(
+    embedding: np.ndarray, parameters: Mapping[str, Any], extra_means: np.ndarray | None = None
+) -> np.ndarray:
+    """(N, K [+ R]) squared Mahalanobis distances to each class mean (then to each of
+    ``extra_means``), divided by the feature count.
 
     With x = e - mean_k, basis V (F, r), variances l (r,) and residual variance s:
     d2 = sum_i (V_i . x)^2 / l_i + (|x|^2 - |V^T x|^2) / s.
@@ -66,6 +69,8 @@ def mahalanobis_scores(embedding: np.ndarray, parameters: Mapping[str, Any]) -> 
     embedding = np.asarray(embedding, dtype=np.float64)
     if embedding.ndim != 2 or embedding.shape[1] != means.shape[1]:
         raise CheckpointError(f"embedding has shape {embedding.shape}, the detector expects (N, {means.shape[1]})")
+    if extra_means is not None:
+        means = np.concatenate([means, np.asarray(extra_means, np.float32).reshape(-1, means.shape[1])])
     means, basis, variances = (a.astype(np.float64) for a in (means, basis, variances))
     # Differences per (photo, class) in the principal subspace and in full, without building
     # the (N, K, F) tensor: |e - m|^2 = |e|^2 - 2 e.m + |m|^2.
@@ -76,7 +81,7 @@ def mahalanobis_scores(embedding: np.ndarray, parameters: Mapping[str, Any]) -> 
     in_subspace = np.sum(projected**2, axis=2)
     residual = np.maximum(squared - in_subspace, 0.0)  # rounding can push it a hair below zero
     distance = np.sum(projected**2 / variances, axis=2) + residual / residual_variance
-    return distance.min(axis=1) / means.shape[1]
+    return distance / means.shape[1]
 
 
 def energy_scores(logits: np.ndarray, parameters: Mapping[str, Any]) -> np.ndarray:

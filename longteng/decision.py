@@ -196,8 +196,9 @@ class Decision:
     ``confidence`` is the calibrated probability of the verdict: the counterfeit score for
     COUNTERFEIT, one minus it for GENUINE, and for REFER the larger of the two (how sure the
     model leans either way; the officer should not act on it). ``refer_reason`` says why a
-    photo was referred: ``"uncertain"`` (score inside the band) or ``"unknown"`` (the photo
-    does not look like anything the model was trained on); empty for decided photos.
+    photo was referred: ``"uncertain"`` (score inside the band), ``"unknown"`` (the photo
+    does not look like anything the model was trained on) or ``"registered"`` (a product
+    registered from genuine photos alone, which never gets GENUINE); empty for decided photos.
     """
 
     verdict: str
@@ -267,16 +268,35 @@ def verdict_confidence(verdict: str, counterfeit_score: float) -> float:
     return max(counterfeit_score, 1.0 - counterfeit_score)
 
 
+def registered_scores(raw: np.ndarray, reference_max: float, operating_point: OperatingPoint) -> np.ndarray:
+    """A registered product's counterfeit scores on the model's scale, by a monotone map.
+
+    The product's own threshold is the highest score among its genuine reference photos:
+    above it a score lands in the COUNTERFEIT band (at or above refer_high), below it under
+    refer_high. Such a score is ranked, not calibrated: no counterfeit of the product was
+    ever seen to calibrate it on.
+    """
+    raw = np.clip(np.asarray(raw, dtype=np.float64), 0.0, 1.0)
+    high = operating_point.refer_high
+    threshold = min(max(float(reference_max), 1e-6), 1.0 - 1e-6)
+    above = high + (1.0 - high) * (raw - threshold) / (1.0 - threshold)
+    below = high * raw / threshold * (1.0 - 1e-9)
+    return np.where(raw > threshold, above, below)
+
+
 def decide(
     probabilities: np.ndarray,
     class_names: Sequence[str],
     operating_point: OperatingPoint,
     unknown: np.ndarray | None = None,
+    registered: np.ndarray | None = None,
 ) -> list[Decision]:
     """One :class:`Decision` per row of calibrated ``probabilities``.
 
     ``unknown[i]`` True forces REFER: an out-of-distribution photo gets no automatic verdict,
-    however confident the classifier is about it.
+    however confident the classifier is about it. ``registered[i]`` True (a product
+    registered from genuine photos alone) turns GENUINE into REFER: with no counterfeit of
+    the product ever seen, the share of its fakes a GENUINE verdict would pass is unknown.
     """
     scores = counterfeit_score(probabilities, class_names)
     products, per_product = product_probabilities(probabilities, class_names)
@@ -285,13 +305,17 @@ def decide(
     unknown = np.asarray(unknown, dtype=bool)
     if unknown.shape != scores.shape:
         raise ConfigError(f"unknown has shape {unknown.shape}, expected ({len(scores)},)")
+    registered = np.zeros(len(scores), dtype=bool) if registered is None else np.asarray(registered, dtype=bool)
     verdicts = verdicts_for_scores(scores, operating_point)
     best_product = per_product.argmax(axis=1)
 
     decisions = []
     for i, score in enumerate(scores):
-        verdict = REFER if unknown[i] else verdicts[i]
-        reason = "" if verdict != REFER else ("unknown" if unknown[i] else "uncertain")
+        verdict, reason = verdicts[i], "uncertain" if verdicts[i] == REFER else ""
+        if unknown[i]:
+            verdict, reason = REFER, "unknown"
+        elif registered[i] and verdict == GENUINE:
+            verdict, reason = REFER, "registered"
         confidence = verdict_confidence(str(verdict), float(score))
         decisions.append(
             Decision(

@@ -47,7 +47,7 @@ def case_report(station: "Station", user: User, case_id: str) -> dict[str, Any]:
         "case": {key: case[key] for key in ("id", "name", "container", "notes", "officer", "created_at")},
         "items": items,
         "model": {
-            "version": metadata.model_version, "classes": metadata.class_names,
+            "version": metadata.model_version, "classes": metadata.decision_classes,
             "operating_point": metadata.operating_point.to_dict(),
             "card": {key: metadata.provenance.get(key) for key in ("backbone", "code_version", "export_date", "manifest_hash", "metrics")},
         },

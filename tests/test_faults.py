@@ -279,6 +279,13 @@ def _set(key, field, value):
     return _json_edit(key, edit)
 
 
+def _registered(name: str = "power_bank", photos: int = 50) -> str:
+    from longteng.inference.unknown import encode_array
+
+    product = {"name": name, "mean": encode_array(np.zeros(8)), "photos": photos, "reference_max": 0.5, "radius": 2.0}
+    return json.dumps({"version": 1, "products": [product]})
+
+
 HOSTILE_METADATA = {
     "duplicate class names": (_json_edit("longteng.class_names", lambda names: [names[0]] * len(names)), "longteng.class_names"),
     "a class name without authenticity": (_json_edit("longteng.class_names", lambda names: ["phone"] + names[1:]), "longteng.class_names"),
@@ -309,6 +316,15 @@ HOSTILE_METADATA = {
     "a text check on a model without a focus crop": (
         lambda props: props.__setitem__("longteng.text_registry", '{"version": 1, "products": {"phone": {"words": ["KORVEX"], "formats": []}}}'),
         "longteng.text_registry",
+    ),
+    "a registered product on a model without a focus crop": (
+        lambda props: props.__setitem__("longteng.registered_products", _registered(photos=50)), "longteng.registered_products",
+    ),
+    "a product registered from one photo": (
+        lambda props: props.__setitem__("longteng.registered_products", _registered(photos=1)), "longteng.registered_products",
+    ),
+    "a registered product whose name is a path": (
+        lambda props: props.__setitem__("longteng.registered_products", _registered(name="../phone")), "longteng.registered_products",
     ),
     "empty model version": (lambda props: props.__setitem__("longteng.model_version", " "), "longteng.model_version"),
 }

@@ -314,3 +314,69 @@ def test_a_misspelt_registered_word_is_evidence_in_the_runtime(two_stage_model, 
     assert np.hypot(*(corners.mean(axis=0) - (1280, 960))) < 0.25 * max(grown.length, grown.width)
     along = (corners[1] - corners[0]) / np.linalg.norm(corners[1] - corners[0])
     assert float(along @ np.asarray(grown.right)) > 0.95
+
+
+def _widget_photos(folder: Path, count: int, seed: int) -> list[Path]:
+    """A product the fixture network never saw: dark green with a yellow end, other sizes."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(count):
+        box = OrientedBox(float(rng.uniform(100, 140)), float(rng.uniform(80, 100)), float(rng.uniform(80, 100)),
+                          float(rng.uniform(60, 70)), float(rng.uniform(0, 2 * math.pi)))
+        image = Image.new("RGB", (240, 180), (60, 70, 80))
+        draw = ImageDraw.Draw(image)
+        draw.polygon([tuple(p) for p in box.corners()], fill=(30, 120, 60))
+        end = OrientedBox(*(np.array([box.cx, box.cy]) + box.up * box.length * 3 / 8), box.length / 4, box.width, box.angle)
+        draw.polygon([tuple(p) for p in end.corners()], fill=(240, 220, 40))
+        paths.append(folder / f"widget_{i:02d}.png")
+        image.save(paths[-1])
+    return paths
+
+
+@pytest.mark.slow
+def test_a_product_registered_from_genuine_photos_is_recognised_and_never_cleared(two_stage_run, two_stage_model, tmp_path, capsys):
+    from longteng.cli import exitcodes
+    from longteng.cli.main import main
+    from longteng.inference.predict import Predictor
+
+    root, _ = two_stage_run
+    references = _widget_photos(tmp_path / "references", 8, seed=1)
+    unseen = _widget_photos(tmp_path / "unseen", 6, seed=2)
+    registered_model = tmp_path / "registered.onnx"
+    argv = ["reference", "add", str(two_stage_model.path), *map(str, references), "--product", "widget", "--out", str(registered_model)]
+    assert main(argv) == exitcodes.OK
+    assert "registered widget from 8 genuine photos" in capsys.readouterr().out
+
+    after = Predictor(registered_model)
+    assert after.metadata.decision_classes[-2:] == ["widget/counterfeit", "widget/genuine"]
+    judged = list(after.predict(unseen))
+    assert [p.decision.product for p in judged] == ["widget"] * len(unseen)
+    assert all(p.decision.verdict != "GENUINE" for p in judged)
+    assert all(not p.unknown for p in judged)
+    # Before registration the same photos were some trained product, or unknown.
+    before = Predictor(two_stage_model.path)
+    assert all(p.decision.product == "gadget" for p in before.predict(unseen))
+    # The trained product's photos keep their verdicts.
+    gadgets = sorted((root / "data" / "gadget").rglob("test_*.png"))
+    assert [(p.decision.product, p.decision.verdict) for p in after.predict(gadgets)] == [
+        (p.decision.product, p.decision.verdict) for p in before.predict(gadgets)
+    ]
+    assert main(["reference", "list", str(registered_model)]) == exitcodes.OK
+    assert "registered: widget (8 photos" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("product", "photos", "fragment"),
+    [("gadget", 8, "one the model was trained on"), ("widget", 3, "needs at least 5"), ("Widget!", 8, "product name")],
+)
+def test_reference_add_refuses_what_it_cannot_register_in_one_line(two_stage_model, tmp_path, capsys, product, photos, fragment):
+    from longteng.cli import exitcodes
+    from longteng.cli.main import main
+
+    references = _widget_photos(tmp_path / "references", photos, seed=1)
+    out = tmp_path / "registered.onnx"
+    assert main(["reference", "add", str(two_stage_model.path), *map(str, references), "--product", product, "--out", str(out)]) == exitcodes.ERROR
+    error = capsys.readouterr().err.strip()
+    assert fragment in error and "\n" not in error
+    assert not out.exists()

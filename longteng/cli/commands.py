@@ -10,6 +10,7 @@ def register(app: typer.Typer) -> None:
     from longteng.cli.export_cmd import export_command
     from longteng.cli.predict_cmd import EPILOG as PREDICT_EPILOG
     from longteng.cli.predict_cmd import predict_command
+    from longteng.cli.reference_cmd import reference_app
     from longteng.cli.score_cmd import EPILOG as SCORE_EPILOG
     from longteng.cli.score_cmd import score_command
     from longteng.cli.station_cmd import serve_command, station_app, users_app
@@ -23,3 +24,4 @@ def register(app: typer.Typer) -> None:
     app.command("serve")(serve_command)
     app.add_typer(users_app, name="users")
     app.add_typer(station_app, name="station")
+    app.add_typer(reference_app, name="reference")
