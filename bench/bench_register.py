@@ -12,7 +12,7 @@ registration must leave the trained products alone. Everything runs through the 
 References are the first N genuine photos of the dataset's train split; every other photo of
 the dataset is judged. Recall at FA <= 0.02 uses the 98th percentile of the judged genuine
 photos' scores (an oracle threshold: what the score can do); the shipped rule is reported
-beside it (COUNTERFEIT above every reference's score, REFER below, never GENUINE).
+beside it (COUNTERFEIT beyond every reference's novelty, REFER within, never GENUINE).
 """
 
 from __future__ import annotations
@@ -105,7 +105,7 @@ def main() -> None:
         after = Predictor(registered_path, PredictOptions(device="cpu"))
         result = {
             "model": str(args.model), "data": str(args.data), "references": len(references), "failures": len(failures),
-            "registration_seconds": registration_seconds, "reference_max": product.reference_max,
+            "registration_seconds": registration_seconds, "novelty_threshold": product.novelty_threshold,
             "registered": registered_report(judged(after, args.data, test), args.product),
         }
         if args.known is not None:

@@ -152,7 +152,7 @@ class Predictor:
         if metadata.registered_products:
             from longteng.inference.registered import assign, extend_probabilities
 
-            assignment = assign(outputs["embedding"], probabilities, metadata)
+            assignment = assign(outputs["embedding"], metadata)
             probabilities = extend_probabilities(probabilities, assignment, metadata)
             registered = assignment.product >= 0
         mismatches: list[TextMismatch | None] = [None] * len(paths)

@@ -268,20 +268,18 @@ def verdict_confidence(verdict: str, counterfeit_score: float) -> float:
     return max(counterfeit_score, 1.0 - counterfeit_score)
 
 
-def registered_scores(raw: np.ndarray, reference_max: float, operating_point: OperatingPoint) -> np.ndarray:
-    """A registered product's counterfeit scores on the model's scale, by a monotone map.
-
-    The product's own threshold is the highest score among its genuine reference photos:
-    above it a score lands in the COUNTERFEIT band (at or above refer_high), below it under
-    refer_high. Such a score is ranked, not calibrated: no counterfeit of the product was
-    ever seen to calibrate it on.
+def registered_scores(novelty: np.ndarray, threshold: float, operating_point: OperatingPoint) -> np.ndarray:
+    """A registered product's novelty (>= 0) as a counterfeit score on the model's scale, by a
+    monotone map: beyond ``threshold`` (the farthest a genuine reference lay) a score lands in
+    the COUNTERFEIT band (at or above refer_high), within it under refer_high. The score is
+    ranked, not calibrated: no counterfeit of the product was ever seen to calibrate it on.
     """
-    raw = np.clip(np.asarray(raw, dtype=np.float64), 0.0, 1.0)
+    novelty = np.maximum(np.asarray(novelty, dtype=np.float64), 0.0)
     high = operating_point.refer_high
-    threshold = min(max(float(reference_max), 1e-6), 1.0 - 1e-6)
-    above = high + (1.0 - high) * (raw - threshold) / (1.0 - threshold)
-    below = high * raw / threshold * (1.0 - 1e-9)
-    return np.where(raw > threshold, above, below)
+    threshold = max(float(threshold), 1e-12)
+    beyond = high + (1.0 - high) * (1.0 - threshold / np.maximum(novelty, threshold))
+    within = high * novelty / threshold * (1.0 - 1e-9)
+    return np.where(novelty > threshold, beyond, within)
 
 
 def decide(

@@ -280,10 +280,12 @@ def _set(key, field, value):
 
 
 def _registered(name: str = "power_bank", photos: int = 50) -> str:
-    from longteng.inference.unknown import encode_array
+    from longteng.inference.registered import RegisteredProduct, fit_spread, registered_to_json
 
-    product = {"name": name, "mean": encode_array(np.zeros(8)), "photos": photos, "reference_max": 0.5, "radius": 2.0}
-    return json.dumps({"version": 1, "products": [product]})
+    embedding = np.random.default_rng(0).normal(size=(20, 8))
+    product = json.loads(registered_to_json((RegisteredProduct("x", embedding.mean(0), 50, 2.0, fit_spread(embedding), 2.0),)))
+    product["products"][0].update(name=name, photos=photos)
+    return json.dumps(product)
 
 
 HOSTILE_METADATA = {

@@ -8,20 +8,20 @@ import pytest
 from longteng.decision import COUNTERFEIT, GENUINE, REFER, OperatingPoint, decide, registered_scores
 from longteng.errors import ConfigError
 from longteng.inference.registered import (
-    RegisteredProduct, check_product_name, registered_class_names, registered_from_json, registered_to_json,
+    RegisteredProduct, check_product_name, fit_spread, registered_class_names, registered_from_json, registered_to_json,
 )
 from longteng.inference.unknown import encode_array, mahalanobis_distances
 
 POINT = OperatingPoint(refer_low=0.1, refer_high=0.8, max_false_alarm_rate=0.02, min_counterfeit_recall=0.98)
 
 
-@pytest.mark.parametrize("reference_max", [0.05, 0.5, 0.97])
-def test_scores_above_every_reference_land_in_the_counterfeit_band_and_the_order_is_kept(reference_max):
-    raw = np.linspace(0, 1, 201)
-    mapped = registered_scores(raw, reference_max, POINT)
-    assert np.all(np.diff(mapped) >= 0) and mapped.min() >= 0 and mapped.max() <= 1
-    assert np.all(mapped[raw > reference_max] >= POINT.refer_high)
-    assert np.all(mapped[raw <= reference_max] < POINT.refer_high)
+@pytest.mark.parametrize("threshold", [0.05, 1.0, 40.0])
+def test_novelty_beyond_every_reference_lands_in_the_counterfeit_band_and_the_order_is_kept(threshold):
+    novelty = np.linspace(0, 100, 2001)
+    mapped = registered_scores(novelty, threshold, POINT)
+    assert np.all(np.diff(mapped) >= 0) and mapped.min() >= 0 and mapped.max() < 1
+    assert np.all(mapped[novelty > threshold] >= POINT.refer_high)
+    assert np.all(mapped[novelty <= threshold] < POINT.refer_high)
 
 
 def test_a_registered_product_is_counterfeit_or_referred_never_genuine():
@@ -34,12 +34,17 @@ def test_a_registered_product_is_counterfeit_or_referred_never_genuine():
     assert [d.product for d in decisions] == ["bank", "bank", "phone"]
 
 
-def test_the_registry_round_trips_through_its_json():
-    products = (RegisteredProduct("power_bank", np.arange(6, dtype=np.float32), 50, 0.42, 3.0),
-                RegisteredProduct("earbuds", -np.ones(6, np.float32), 12, 0.9, 1.5))
+def _product(name: str = "power_bank", photos: int = 50, features: int = 6, seed: int = 0) -> RegisteredProduct:
+    embedding = np.random.default_rng(seed).normal(size=(photos, features))
+    return RegisteredProduct(name, embedding.mean(axis=0).astype(np.float32), photos, 3.0, fit_spread(embedding), 2.5)
+
+
+def test_the_registry_round_trips_through_its_json_and_scores_the_same():
+    products = (_product(), _product("earbuds", 12, seed=1))
     again = registered_from_json(registered_to_json(products))
-    assert [(p.name, p.photos, p.reference_max) for p in again] == [("power_bank", 50, 0.42), ("earbuds", 12, 0.9)]
-    np.testing.assert_array_equal(again[0].mean, products[0].mean)
+    assert [(p.name, p.photos, p.novelty_threshold) for p in again] == [("power_bank", 50, 2.5), ("earbuds", 12, 2.5)]
+    probe = np.random.default_rng(2).normal(size=(4, 6))
+    np.testing.assert_allclose(again[0].novelty(probe), products[0].novelty(probe), rtol=1e-5)
     assert registered_class_names(again) == ["power_bank/counterfeit", "power_bank/genuine", "earbuds/counterfeit", "earbuds/genuine"]
 
 
@@ -47,23 +52,25 @@ def test_the_registry_round_trips_through_its_json():
     ("entry", "fragment"),
     [
         ({"photos": 2}, "at least 5 photos"),
-        ({"reference_max": 1.5}, "reference_max"),
+        ({"novelty_threshold": -1.0}, "novelty_threshold"),
         ({"radius": float("nan")}, "radius"),
+        ({"spread": {"basis": encode_array(np.zeros((2, 3))), "variances": encode_array(np.ones(2)), "residual_variance": 1.0}}, "shapes"),
+        ({"spread": {"basis": encode_array(np.zeros((2, 4))), "variances": encode_array(np.zeros(2)), "residual_variance": 1.0}}, "positive"),
         ({"name": "Power Bank"}, "product name"),
         ({"mean": encode_array(np.array([np.nan, 1.0]))}, "finite"),
         ({"mean": None}, "incomplete"),
     ],
 )
 def test_a_malformed_registration_is_refused_saying_why(entry, fragment):
-    product = {"name": "power_bank", "mean": encode_array(np.zeros(4)), "photos": 50, "reference_max": 0.5, "radius": 2.0, **entry}
     import json
 
+    product = {**json.loads(registered_to_json((_product(features=4),)))["products"][0], **entry}
     with pytest.raises(ConfigError, match=fragment):
         registered_from_json(json.dumps({"version": 1, "products": [product]}))
 
 
 def test_a_name_registered_twice_is_refused():
-    product = RegisteredProduct("power_bank", np.zeros(4, np.float32), 50, 0.5, 1.0)
+    product = _product()
     with pytest.raises(ConfigError, match="registered twice"):
         registered_from_json(registered_to_json((product, product)))
 
@@ -77,6 +84,16 @@ def test_product_names_that_can_be_class_names_folders_and_csv_values(name):
 def test_product_names_that_cannot(name):
     with pytest.raises(ConfigError, match="product name"):
         check_product_name(name)
+
+
+def test_novelty_is_low_on_the_references_spread_and_high_off_it():
+    rng = np.random.default_rng(0)
+    directions = rng.normal(size=(3, 32))
+    genuine = rng.normal(size=(60, 3)) @ directions + 0.05 * rng.normal(size=(60, 32))
+    spread = fit_spread(genuine[:50])
+    centred = genuine - genuine[:50].mean(axis=0)
+    off = centred[50:] + 0.5 * rng.normal(size=(10, 32))  # a change no genuine photo shows
+    assert spread.distances(off).min() > spread.distances(centred[50:]).max()
 
 
 def test_registered_means_are_measured_under_the_detectors_covariance():

@@ -57,8 +57,8 @@ def add_command(
         f"registered {registered.name} from {registered.photos} genuine photos"
         + (f" ({len(unreadable)} could not be read)" if unreadable else "")
         + f"\n  print read on them: words {', '.join(entry['words']) or '-'}; formats {', '.join(entry['formats']) or '-'}"
-        + f"\n  counterfeit score above every reference: {registered.reference_max:.3f} (above it: COUNTERFEIT; "
-        "below: REFER, never GENUINE)"
+        + f"\n  novelty threshold (the farthest a reference lies from the others' spread): {registered.novelty_threshold:.4g}; "
+        "beyond it COUNTERFEIT, within it REFER, never GENUINE"
         + f"\n  wrote {out}",
         markup=False, highlight=False,
     )
@@ -80,7 +80,7 @@ def list_command(model: Path = typer.Argument(..., help="Exported model (.onnx).
     for product in metadata.registered_products:
         words = ", ".join(registry.get(product.name, {}).get("words", [])) or "-"
         lines.append(
-            f"registered: {product.name} ({product.photos} photos; words {words}; threshold {product.reference_max:.3f})"
+            f"registered: {product.name} ({product.photos} photos; words {words}; novelty threshold {product.novelty_threshold:.4g})"
         )
     if not metadata.registered_products:
         lines.append("registered: none")
