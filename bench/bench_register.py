@@ -12,7 +12,8 @@ registration must leave the trained products alone. Everything runs through the 
 References are the first N genuine photos of the dataset's train split; every other photo of
 the dataset is judged. Recall at FA <= 0.02 uses the 98th percentile of the judged genuine
 photos' scores (an oracle threshold: what the score can do); the shipped rule is reported
-beside it (COUNTERFEIT beyond every reference's novelty, REFER within, never GENUINE).
+beside it, and so is the alternative the novelty score was chosen over, the network's own
+counterfeit mass transferred from the trained products (COUNTERFEIT beyond every reference's novelty, REFER within, never GENUINE).
 """
 
 from __future__ import annotations
@@ -27,11 +28,13 @@ from pathlib import Path
 import numpy as np
 
 from longteng.data.layout import scan_dataset
-from longteng.decision import COUNTERFEIT
+from longteng.decision import COUNTERFEIT, calibrate_scores, counterfeit_score
 from longteng.inference.model_file import write_with_metadata
 from longteng.inference.predict import PhotoPrediction, PredictOptions, Predictor
 from longteng.inference.registered import register_product, with_product
 from longteng.inference.session import OnnxModel, RuntimeOptions
+from longteng.inference.two_stage import outputs_for_paths
+from sklearn.metrics import roc_auc_score
 
 FALSE_ALARMS = 0.02
 
@@ -46,9 +49,20 @@ def recall_at_false_alarms(scores: np.ndarray, counterfeit: np.ndarray) -> tuple
     return float((scores[counterfeit] > threshold).mean()), threshold
 
 
-def registered_report(rows, product: str) -> dict:
+def transferred_mass(runtime: OnnxModel, root: Path, records) -> dict[str, float]:
+    """The alternative to the novelty score: the network's own counterfeit mass (the tells it
+    learned on the trained products), per photo path."""
+    result = outputs_for_paths(runtime, [root / r.path for r in records], ("probabilities",))
+    metadata = runtime.metadata
+    mass = counterfeit_score(calibrate_scores(result.outputs["probabilities"], metadata.score_calibration, metadata.class_names), metadata.class_names)
+    return {records[k].path: float(m) for k, m in zip(result.kept, mass)}
+
+
+def registered_report(rows, product: str, mass: dict[str, float]) -> dict:
     counterfeit = np.array([r.authenticity == "counterfeit" for r, _ in rows])
     scores = np.array([p.decision.counterfeit_score for _, p in rows])
+    transferred = np.array([mass[r.path] for r, _ in rows])
+    transferred_recall, _ = recall_at_false_alarms(transferred, counterfeit)
     right_product = np.array([p.decision.product == product for _, p in rows])
     recall, threshold = recall_at_false_alarms(scores, counterfeit)
     decided = np.array([p.decision.verdict == COUNTERFEIT for _, p in rows])
@@ -63,7 +77,8 @@ def registered_report(rows, product: str) -> dict:
         "photos": len(rows), "product_accuracy": float(right_product.mean()),
         "product_accuracy_genuine": float(right_product[~counterfeit].mean()),
         "product_accuracy_counterfeit": float(right_product[counterfeit].mean()),
-        "recall_at_far_0.02": recall,
+        "recall_at_far_0.02": recall, "roc_auc": float(roc_auc_score(counterfeit, scores)),
+        "transferred_mass": {"roc_auc": float(roc_auc_score(counterfeit, transferred)), "recall_at_far_0.02": transferred_recall},
         "shipped_rule": {"counterfeit_recall": float(decided[counterfeit].mean()), "false_alarms": float(decided[~counterfeit].mean())},
         "text_check": {"counterfeit_flagged": float(text[counterfeit].mean()), "genuine_flagged": float(text[~counterfeit].mean())},
         "per_tell": per_tell,
@@ -106,7 +121,7 @@ def main() -> None:
         result = {
             "model": str(args.model), "data": str(args.data), "references": len(references), "failures": len(failures),
             "registration_seconds": registration_seconds, "novelty_threshold": product.novelty_threshold,
-            "registered": registered_report(judged(after, args.data, test), args.product),
+            "registered": registered_report(judged(after, args.data, test), args.product, transferred_mass(runtime, args.data, test)),
         }
         if args.known is not None:
             known = scan_dataset(args.known)[: args.known_limit]

@@ -24,6 +24,7 @@ from longteng.errors import ConfigError, ImageLoadError, UnusableFile
 from longteng.imageio import DEFAULT_MAX_PIXELS
 from longteng.inference.discover import DiscoveryError
 from longteng.inference.metadata import ModelMetadata
+from longteng.inference.registered import NoveltyEvidence
 from longteng.inference.session import OnnxModel, RuntimeOptions
 from longteng.inference.text_check import TextMismatch, TextRead, apply_text_check, read_text
 from longteng.inference.two_stage import FocusInput, FocusView, PreparedPhoto, focus_input, focus_inputs, prepare_photo
@@ -74,6 +75,7 @@ class PhotoPrediction:
     class_maps: np.ndarray | None
     view: "FocusView | None" = None  # two-stage models: where the focus stage looked
     text_mismatch: TextMismatch | None = None  # print that does not read as the product's genuine print
+    novelty: NoveltyEvidence | None = None  # a registered product's photo beyond all its references
 
     @property
     def text_box(self) -> tuple[tuple[float, float], ...] | None:
@@ -149,12 +151,14 @@ class Predictor:
         probabilities = calibrate_scores(outputs["probabilities"], metadata.score_calibration, metadata.class_names)
         classes = metadata.decision_classes
         registered = np.zeros(len(paths), dtype=bool)
+        novelty: list = [None] * len(paths)
         if metadata.registered_products:
-            from longteng.inference.registered import assign, extend_probabilities
+            from longteng.inference.registered import assign, extend_probabilities, novelty_evidence
 
             assignment = assign(outputs["embedding"], metadata)
             probabilities = extend_probabilities(probabilities, assignment, metadata)
             registered = assignment.product >= 0
+            novelty = novelty_evidence(assignment, metadata)
         mismatches: list[TextMismatch | None] = [None] * len(paths)
         if metadata.text_registry is not None:
             known = list(reads) if reads is not None else [None] * len(paths)
@@ -187,6 +191,7 @@ class Predictor:
                 class_maps=None if class_maps is None else np.asarray(class_maps[i]),
                 view=None if views is None else views[i],
                 text_mismatch=mismatches[i],
+                novelty=novelty[i],
             )
             for i, path in enumerate(paths)
         ]

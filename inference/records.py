@@ -32,7 +32,11 @@ evidence              list | null                  photos and items: what a dete
                                                    "format", "read": str, "expected": str,
                                                    "ocr_confidence": float, "box": [[x, y] x 4] |
                                                    null} (box: where it was read, photo pixels as
-                                                   product_box); items add "path" to each
+                                                   product_box); a registered product's novelty
+                                                   score gives {"detector": "novelty", "product":
+                                                   str, "novelty": float, "threshold": float}
+                                                   when it lies beyond every genuine reference;
+                                                   items add "path" to each
 photos                list | null                  items only: {"path": str, "verdict": str,
                                                    "counterfeit_score": float, "unknown": bool,
                                                    "explain": str | null} per photo, input order
@@ -106,7 +110,8 @@ def photo_record(prediction: PhotoPrediction, model_version: str, explain: Path 
 
 
 def photo_evidence(prediction: PhotoPrediction) -> list[dict[str, Any]]:
-    return [] if prediction.text_mismatch is None else [prediction.text_mismatch.to_dict()]
+    found = [prediction.text_mismatch, prediction.novelty]
+    return [entry.to_dict() for entry in found if entry is not None]
 
 
 def product_box(prediction: PhotoPrediction) -> list[list[float]] | None:

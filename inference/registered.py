@@ -176,6 +176,31 @@ def assign(embedding: np.ndarray, metadata) -> Assignment:
     return Assignment(product, novelty, distance, distance > limit)
 
 
+@dataclass(frozen=True)
+class NoveltyEvidence:
+    """A registered product's photo that lies beyond every genuine reference of it."""
+
+    product: str
+    novelty: float
+    threshold: float
+
+    def to_dict(self) -> dict:
+        return {"detector": "novelty", "product": self.product, "novelty": round(self.novelty, 4),
+                "threshold": round(self.threshold, 4)}
+
+    def describe(self) -> str:
+        return f"novelty {self.novelty:.3g}, beyond every genuine {self.product} reference ({self.threshold:.3g})"
+
+
+def novelty_evidence(assignment: Assignment, metadata) -> list[NoveltyEvidence | None]:
+    products = metadata.registered_products
+    return [
+        NoveltyEvidence(products[k].name, float(n), products[k].novelty_threshold)
+        if k >= 0 and n > products[k].novelty_threshold else None
+        for k, n in zip(assignment.product, assignment.novelty)
+    ]
+
+
 def extend_probabilities(probabilities: np.ndarray, assignment: Assignment, metadata) -> np.ndarray:
     """(N, K) over the trained classes -> (N, K + 2R) over metadata.decision_classes: a photo
     of a registered product carries all its mass on that product's two classes."""

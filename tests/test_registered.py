@@ -107,3 +107,16 @@ def test_registered_means_are_measured_under_the_detectors_covariance():
     alone = mahalanobis_distances(embedding, {**parameters, "means": encode_array(np.vstack([means, extra]))})
     np.testing.assert_allclose(together, alone)
     assert together.shape == (5, 5)
+
+
+def test_novelty_is_evidence_only_beyond_the_products_threshold():
+    from types import SimpleNamespace
+
+    from longteng.inference.registered import Assignment, novelty_evidence
+
+    metadata = SimpleNamespace(registered_products=(_product(),))  # novelty threshold 2.5
+    assignment = Assignment(np.array([0, 0, -1]), np.array([3.0, 2.0, 9.0]), np.zeros(3), np.zeros(3, bool))
+    found = novelty_evidence(assignment, metadata)
+    assert found[1] is None and found[2] is None  # within the references; a trained product
+    assert found[0].to_dict() == {"detector": "novelty", "product": "power_bank", "novelty": 3.0, "threshold": 2.5}
+    assert "beyond every genuine power_bank reference" in found[0].describe()
