@@ -118,28 +118,26 @@ def _checked_size(size: object) -> tuple[int, int]:
 
 
 def _checked_tells(names: Iterable[str], argument: str) -> tuple[str, ...]:
-    if isinstance(names, str):
-        raise ConfigError(f"{argument} must be a sequence of tell names, not the string {names!r}")
-    checked: list[str] = []
-    for name in names:
-        if name not in TELLS:
-            raise ConfigError(f"{argument}: unknown tell {name!r}; allowed: {', '.join(TELLS)}")
-        if name not in checked:
-            checked.append(name)
-    return tuple(checked)
+    return _checked_names(names, TELLS, argument, "tell")
 
 
 def _checked_products(names: Iterable[str]) -> tuple[str, ...]:
-    if isinstance(names, str):
-        raise ConfigError(f"products (--products) must be a sequence of product names, not the string {names!r}")
-    checked: list[str] = []
-    for name in names:
-        if name not in ALL_PRODUCTS:
-            raise ConfigError(f"products (--products): unknown product {name!r}; allowed: {', '.join(ALL_PRODUCTS)}")
-        if name not in checked:
-            checked.append(name)
+    checked = _checked_names(names, ALL_PRODUCTS, "products (--products)", "product")
     if not checked:
         raise ConfigError("products (--products) must name at least one product")
+    return checked
+
+
+def _checked_names(names: Iterable[str], allowed: tuple[str, ...], argument: str, kind: str) -> tuple[str, ...]:
+    """Known names, each once, in the order given."""
+    if isinstance(names, str):
+        raise ConfigError(f"{argument} must be a sequence of {kind} names, not the string {names!r}")
+    checked: list[str] = []
+    for name in names:
+        if name not in allowed:
+            raise ConfigError(f"{argument}: unknown {kind} {name!r}; allowed: {', '.join(allowed)}")
+        if name not in checked:
+            checked.append(name)
     return tuple(checked)
 
 
