@@ -31,6 +31,9 @@ unknown_score          float    out-of-distribution score; None without a detect
 unknown                bool     unknown_score above the model's threshold
 text_evidence          str      the text check's finding, "read KOPVEX, registered KORVEX";
                                 "" when the print matches or the model reads none
+novelty_evidence       str      a registered product's photo beyond all its genuine references,
+                                "novelty 6.2, beyond every genuine power_bank reference (4.53)";
+                                "" otherwise
 prob_<class>           float    calibrated probability of each class, model class order
 model_version          str      the model file's version
 error_reason           str      "" when scored, else the reason key (``not_an_image``, ...);
@@ -66,7 +69,8 @@ SCHEMA_VERSION = 1
 DEDUP_MEMORY = 100_000
 PROBABILITY_PREFIX = "prob_"
 _HEAD = ("path", "sha256", "size", "mtime_ns", "verdict", "refer_reason", "product", "confidence",
-         "counterfeit_score", "product_confidence", "unknown_score", "unknown", "text_evidence")
+         "counterfeit_score", "product_confidence", "unknown_score", "unknown", "text_evidence",
+         "novelty_evidence")
 _TAIL = ("model_version", "error_reason", "error_detail", "scored_at")
 FLOAT_FIELDS = frozenset({"confidence", "counterfeit_score", "product_confidence", "unknown_score"})
 INT_FIELDS = frozenset({"size", "mtime_ns"})
@@ -305,6 +309,7 @@ def _prediction_outcome(prediction: PhotoPrediction, metadata: ModelMetadata) ->
         "unknown_score": finite_or_none(prediction.unknown_score),
         "unknown": prediction.unknown,
         "text_evidence": "" if prediction.text_mismatch is None else prediction.text_mismatch.describe(),
+        "novelty_evidence": "" if prediction.novelty is None else prediction.novelty.describe(),
         "error_reason": "",
         "error_detail": "",
     }

@@ -364,6 +364,16 @@ def test_a_product_registered_from_genuine_photos_is_recognised_and_never_cleare
     ]
     assert main(["reference", "list", str(registered_model)]) == exitcodes.OK
     assert "registered: widget (8 photos" in capsys.readouterr().out
+    # score: the same verdicts, the registered product's classes as columns.
+    import csv
+
+    table = tmp_path / "scores.csv"
+    assert main(["score", *map(str, unseen), "--model", str(registered_model), "--out", str(table), "--no-progress"]) == exitcodes.OK
+    with open(table, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(r["product"], r["verdict"]) for r in rows] == [(p.decision.product, p.decision.verdict) for p in judged]
+    assert {"prob_widget/counterfeit", "prob_widget/genuine", "novelty_evidence"} <= set(rows[0])
+    assert all(r["refer_reason"] in ("registered", "") for r in rows)
 
 
 @pytest.mark.parametrize(
