@@ -60,6 +60,18 @@ def home(user: User, csrf: str, cases: list[dict[str, Any]]) -> str:
     return _page("Cases", f"{opener}{review}<div class=card><h2>Cases</h2><ul>{rows}</ul></div>", user, csrf)
 
 
+def _evidence(entry: dict[str, Any]) -> str:
+    """One line an expert can check in seconds, per detector that fired."""
+    if entry.get("detector") == "text":
+        return f'<p class="evidence">read {escape(str(entry.get("read")))}, registered {escape(str(entry.get("expected")))}</p>'
+    if entry.get("detector") == "novelty":
+        return (
+            f'<p class="evidence">unlike every genuine {escape(str(entry.get("product")))} reference: novelty '
+            f'{escape(str(entry.get("novelty")))} (threshold {escape(str(entry.get("threshold")))})</p>'
+        )
+    return ""
+
+
 def _photo(photo: dict[str, Any], reviewing: bool = False) -> str:
     if photo.get("error_reason"):
         outcome = f'<p class=error>{escape(photo["error_reason"])}: {escape(photo.get("error_detail") or "")}</p>'
@@ -72,10 +84,7 @@ def _photo(photo: dict[str, Any], reviewing: bool = False) -> str:
             + (f" · confidence {confidence:.0%}" if isinstance(confidence, float) else "")
             + (f' · {escape(photo["refer_reason"])}' if photo.get("refer_reason") else "")
             + "</p>"
-            + "".join(
-                f'<p class="evidence">read {escape(str(e.get("read")))}, registered {escape(str(e.get("expected")))}</p>'
-                for e in photo.get("evidence") or [] if e.get("detector") == "text"
-            )
+            + "".join(_evidence(e) for e in photo.get("evidence") or [])
         )
     image = photo.get("heatmap_url") or photo["image_url"]
     review = photo.get("review")

@@ -120,3 +120,14 @@ def test_novelty_is_evidence_only_beyond_the_products_threshold():
     assert found[1] is None and found[2] is None  # within the references; a trained product
     assert found[0].to_dict() == {"detector": "novelty", "product": "power_bank", "novelty": 3.0, "threshold": 2.5}
     assert "beyond every genuine power_bank reference" in found[0].describe()
+
+
+def test_the_station_shows_each_detector_that_fired_escaped():
+    from longteng.station.pages import _evidence
+
+    text = _evidence({"detector": "text", "read": "KOPVEX", "expected": "KORVEX"})
+    novelty = _evidence({"detector": "novelty", "product": "power_bank", "novelty": 6.2, "threshold": 4.53})
+    assert "read KOPVEX, registered KORVEX" in text
+    assert "unlike every genuine power_bank reference: novelty 6.2 (threshold 4.53)" in novelty
+    assert "<b>" not in _evidence({"detector": "text", "read": "<b>", "expected": "x"})
+    assert _evidence({"detector": "crystal_ball"}) == ""
