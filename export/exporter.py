@@ -28,6 +28,7 @@ from longteng.decision import OperatingPoint, ScoreCalibration
 from longteng.errors import CheckpointError, ConfigError, DatasetError
 from longteng.focus import FocusSpec
 from longteng.inference.metadata import ModelMetadata, UnknownDetector
+from longteng.inference.model_file import check_model_out, save_with_metadata
 from longteng.inference.session import OnnxModel, RuntimeOptions
 from longteng.inference.text_check import DEFAULT_REFERENCES, TextRegistry
 from longteng.model.checkpoint import Checkpoint, build_model, load_checkpoint, resolve_checkpoint_path
@@ -91,7 +92,7 @@ def export_model(
     checkpoint: Path, out: Path, options: ExportOptions = ExportOptions(), reporter: Reporter | None = None
 ) -> ExportResult:
     reporter = reporter or SilentReporter()
-    out = _check_out(Path(out))
+    out = check_model_out(Path(out))
     checkpoint_path = resolve_checkpoint_path(checkpoint)
     source = load_checkpoint(checkpoint_path)
     if source.operating_point is None:
@@ -107,7 +108,7 @@ def export_model(
             advance(1)
         if note:
             reporter.warning(f"used the {exporter} exporter: {note}")
-        fp32_path = _save(graph, _metadata(source, None, "unversioned", {}), scratch / "fp32.onnx")
+        fp32_path = save_with_metadata(graph, _metadata(source, None, "unversioned", {}), scratch / "fp32.onnx")
 
         parity = parity_gate(fp32_path, source, _parity_pixels(source, data, scratch, options))
         reporter.message(
@@ -128,7 +129,7 @@ def export_model(
         final = onnx.load(str(shipped))
         provenance = _provenance(source, data, exporter, options.opset, parity, int8, unknown)
         metadata = _metadata(source, detector, model_version(final), provenance)
-        _save(final, metadata, out)
+        save_with_metadata(final, metadata, out)
     card = write_model_card(metadata, out)
     return ExportResult(out, card, metadata, exporter, note, parity, int8, unknown)
 
@@ -150,7 +151,7 @@ def _export_two_stage(
         with reporter.task("export the graph", 1) as advance:
             graph = two_stage_to_onnx(source, options.opset)
             advance(1)
-        fp32_path = _save(graph, _metadata(source, None, "unversioned", {}, focus, glance_trained), scratch / "fp32.onnx")
+        fp32_path = save_with_metadata(graph, _metadata(source, None, "unversioned", {}, focus, glance_trained), scratch / "fp32.onnx")
         photos = write_skimage_photos(scratch / "parity")
         if data is not None:
             photos = photos + data.paths("train", options.parity_sample)
@@ -194,7 +195,7 @@ def _export_two_stage(
         provenance["text_check"] = text_summary
         metadata = _metadata(source, detector, model_version(final), provenance, focus, glance_trained)
         metadata = replace(metadata, text_registry=registry)
-        _save(final, metadata, out)
+        save_with_metadata(final, metadata, out)
     card = write_model_card(metadata, out)
     return ExportResult(out, card, metadata, "torch.onnx dynamo (two-stage)", "", parity, None, unknown)
 
@@ -444,24 +445,6 @@ def _provenance(
         "int8": int8.to_dict() if int8 else None,
         "unknown": unknown,
     })
-
-
-def _save(model: onnx.ModelProto, metadata: ModelMetadata, path: Path) -> Path:
-    """One self-contained file (no external data), written atomically."""
-    onnx.helper.set_model_props(model, metadata.to_props())
-    temporary = path.with_name(path.name + ".tmp")
-    onnx.save_model(model, str(temporary), save_as_external_data=False)
-    os.replace(temporary, path)
-    return path
-
-
-def _check_out(out: Path) -> Path:
-    if out.suffix.lower() != ".onnx":
-        raise ConfigError(f"--out {out}: the model file name must end in .onnx")
-    if out.is_dir():
-        raise ConfigError(f"--out {out} is a directory; name the .onnx file to write")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    return out
 
 
 def _json_safe(value: Any) -> Any:

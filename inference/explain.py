@@ -139,7 +139,7 @@ def evidence_map(class_maps: np.ndarray, decision: Decision, class_names: Sequen
         fake = np.array([is_counterfeit_class(name) for name in class_names])
         if fake.all() or not fake.any():
             return np.zeros(class_maps.shape[1:])
-        lean = _logsumexp(class_maps[fake]) - _logsumexp(class_maps[~fake])
+        lean = np.logaddexp.reduce(class_maps[fake], axis=0) - np.logaddexp.reduce(class_maps[~fake], axis=0)
         evidence = -lean if for_genuine else lean
     else:
         baseline = class_maps[other] if other is not None else class_maps.mean(axis=0)
@@ -224,11 +224,6 @@ def overlay_name(path: Path, image_format: str) -> str:
     digest = hashlib.sha1(os.fsencode(os.path.abspath(path))).hexdigest()[:8]
     stem = _STEM_UNSAFE.sub("_", os.fsdecode(path.stem)).strip("._")[:_MAX_STEM] or "photo"
     return f"{stem}-{digest}.{image_format}"
-
-
-def _logsumexp(maps: np.ndarray) -> np.ndarray:
-    peak = maps.max(axis=0)
-    return peak + np.log(np.exp(maps - peak).sum(axis=0))
 
 
 def _class_index(class_names: Sequence[str], product: str, authenticity: str) -> int | None:

@@ -83,6 +83,11 @@ class ModelMetadata:
         return self.focus is not None
 
     @property
+    def trained_products(self) -> set[str]:
+        """The products the network was trained on (registered ones are not among them)."""
+        return {split_class_name(name)[0] for name in self.class_names}
+
+    @property
     def decision_classes(self) -> list[str]:
         """The classes verdicts and probabilities are over: the network's, then two per
         registered product."""
@@ -184,13 +189,11 @@ class ModelMetadata:
         if self.text_registry is not None:
             if self.focus is None:
                 raise CheckpointError(f"{source}: metadata longteng.text_registry needs a two-stage model (it reads the focus crop)")
-            products = {split_class_name(name)[0] for name in names} | {p.name for p in self.registered_products}
+            products = self.trained_products | {p.name for p in self.registered_products}
             strangers = sorted(set(self.text_registry.products) - products)
             if strangers:
                 raise CheckpointError(
                     f"{source}: metadata longteng.text_registry names products the model does not know: {', '.join(strangers)}"
                 )
-        if self.registered_products and self.focus is None:
-            raise CheckpointError(f"{source}: metadata longteng.registered_products needs a two-stage model")
         if not isinstance(self.model_version, str) or not self.model_version.strip():
             raise CheckpointError(f"{source}: metadata longteng.model_version is empty")

@@ -268,15 +268,16 @@ def verdict_confidence(verdict: str, counterfeit_score: float) -> float:
     return max(counterfeit_score, 1.0 - counterfeit_score)
 
 
-def registered_scores(novelty: np.ndarray, threshold: float, operating_point: OperatingPoint) -> np.ndarray:
+def registered_scores(novelty: np.ndarray, threshold: float | np.ndarray, operating_point: OperatingPoint) -> np.ndarray:
     """A registered product's novelty (>= 0) as a counterfeit score on the model's scale, by a
-    monotone map: beyond ``threshold`` (the farthest a genuine reference lay) a score lands in
+    monotone map: beyond ``threshold`` (the farthest a genuine reference lay; one per row or one
+    for all) a score lands in
     the COUNTERFEIT band (at or above refer_high), within it under refer_high. The score is
     ranked, not calibrated: no counterfeit of the product was ever seen to calibrate it on.
     """
     novelty = np.maximum(np.asarray(novelty, dtype=np.float64), 0.0)
     high = operating_point.refer_high
-    threshold = max(float(threshold), 1e-12)
+    threshold = np.maximum(np.asarray(threshold, dtype=np.float64), 1e-12)
     beyond = high + (1.0 - high) * (1.0 - threshold / np.maximum(novelty, threshold))
     within = high * novelty / threshold * (1.0 - 1e-9)
     return np.where(novelty > threshold, beyond, within)

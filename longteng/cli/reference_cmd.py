@@ -35,12 +35,13 @@ def add_command(
 ) -> None:
     """Register a product the network never saw, from genuine photos alone."""
     from longteng.inference.discover import DiscoveryError, discover
-    from longteng.inference.model_file import write_with_metadata
+    from longteng.inference.model_file import check_model_out, write_with_metadata
     from longteng.inference.registered import register_product, with_product
     from longteng.inference.session import OnnxModel, RuntimeOptions
 
     from longteng.cli.predict_cmd import resolve_model_path
 
+    check_model_out(out)  # before a single photo is read
     runtime = OnnxModel(resolve_model_path(model), RuntimeOptions())
     found = list(discover(photos))
     unreadable = [(entry.path, entry.reason, entry.detail) for entry in found if isinstance(entry, DiscoveryError)]
@@ -74,8 +75,7 @@ def list_command(model: Path = typer.Argument(..., help="Exported model (.onnx).
     from longteng.cli.predict_cmd import resolve_model_path
 
     metadata = OnnxModel(resolve_model_path(model), RuntimeOptions()).metadata
-    trained = sorted({name.split("/")[0] for name in metadata.class_names})
-    lines = [f"trained: {', '.join(trained)}"]
+    lines = [f"trained: {', '.join(sorted(metadata.trained_products))}"]
     registry = metadata.text_registry.products if metadata.text_registry else {}
     for product in metadata.registered_products:
         words = ", ".join(registry.get(product.name, {}).get("words", [])) or "-"
