@@ -13,10 +13,13 @@ Scenarios: medium-1600 (the headline: 1600x1200), medium-640, hard-1600, phone (
 phone-on-medium-1600 (the medium-1600 model on 4000x3000 test photos of the test seed: what an
 officer's phone sends; use --test-images 500),
 single-1600 (the single-stage baseline on the medium-1600 data: --architecture single_stage),
-unseen-TELL (medium-1600 trained with --exclude-tells TELL, tested on counterfeits carrying TELL).
+unseen-TELL (medium-1600 trained with --exclude-tells TELL, tested on counterfeits carrying TELL),
+loto (unseen-TELL for every tell: the leave-one-tell-out benchmark; per tell and on average, the
+recall at FA <= 0.02 of the supervised score, the novelty score, the text check and the fusion).
 
     python bench/quality_bar.py --scenarios medium-1600
     python bench/quality_bar.py --scenarios medium-640 --images 1000 --test-images 300   # smaller
+    python bench/quality_bar.py --scenarios loto --images 600 --test-images 200 --work bench/results/loto
 
 The commands run are echoed, so every number can be reproduced by hand.
 """
@@ -30,6 +33,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 LONGTENG = [sys.executable, "-m", "longteng"]
@@ -147,7 +152,30 @@ def summary(name: str, difficulty: str, size: str, train_images: int, train_seco
         "per_tell": per_tell,
         # The text check (a misspelt logo, a wrong label format): how often it fired.
         "text_check": report.get("text_check"),
+        # Recall at FA <= 0.02 of each detector alone and fused (training/detectors.py).
+        "detectors": report.get("detectors"),
     }
+
+
+def loto_table(rows: list[dict]) -> str:
+    """Leave-one-tell-out: per held-out tell, recall at FA <= 0.02 of each detector on
+    counterfeits carrying only that tell, and the mean over the tells."""
+    detectors = ["supervised", "novelty", "text", "fused"]
+    lines = ["| held-out tell | train min | " + " | ".join(detectors) + " | ROC-AUC (fused) |", "|" + "---|" * (len(detectors) + 3)]
+    recalls: dict[str, list[float]] = {d: [] for d in detectors}
+    for row in rows:
+        found = (row.get("detectors") or {}).get("detectors", {})
+        cells = []
+        for detector in detectors:
+            recall = (found.get(detector) or {}).get("recall")
+            cells.append("-" if recall is None else f"{recall:.3f}")
+            if recall is not None:
+                recalls[detector].append(recall)
+        lines.append(f"| {row['scenario'].removeprefix('unseen-')} | {row.get('train_minutes')} | " + " | ".join(cells)
+                     + f" | {row['roc_auc']:.3f} |")
+    means = [f"**{np.mean(v):.3f}**" if v else "-" for v in recalls.values()]
+    lines.append(f"| mean over {len(rows)} tells | | " + " | ".join(means) + " | |")
+    return "\n".join(lines)
 
 
 def markdown(rows: list[dict]) -> str:
@@ -172,6 +200,12 @@ def main() -> None:
                         help="where RUN/best.pt exists, skip training: export and score it again (after a change to export or the runtime)")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
+    # "loto": every tell held out in turn (issue 10's leave-one-tell-out benchmark).
+    loto = "loto" in args.scenarios
+    if loto:
+        from longteng.data.tell_names import TELL_NAMES
+
+        args.scenarios = [name for name in args.scenarios if name != "loto"] + [f"unseen-{tell}" for tell in TELL_NAMES]
 
     # Scenarios are often run one command at a time: keep the rows of earlier commands.
     # Read again before each write: another command may have added its rows meanwhile.
@@ -185,6 +219,9 @@ def main() -> None:
         results_file.write_text(json.dumps({"rows": rows}, indent=2))
     print()
     print(markdown(rows))
+    if loto:
+        print()
+        print(loto_table([r for r in rows if r["scenario"].startswith("unseen-") and r["scenario"] in args.scenarios]))
     print(f"\n(json: {args.work / 'results.json'})")
 
 

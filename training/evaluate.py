@@ -109,13 +109,15 @@ def evaluate_model(
         reporter.warning(f"skipped {failure.path}: {failure.detail}")
     labels = np.array([index[r.label] for r in decoded.records], dtype=np.int64)
     probabilities = calibrated_probabilities(logits, model.temperature, model.score_calibration, classes)
-    text_check = None
+    text_check = detectors = None
     if isinstance(model, _OnnxScorer) and model.model.metadata.text_registry is not None:
         from longteng.inference.text_check import apply_text_check
 
+        supervised = probabilities
         # The runtime's own fusion (Predictor.predict_pixels): the same probabilities officers get.
         probabilities, mismatches = apply_text_check(model.model.metadata.text_registry, model.reads, probabilities, classes)
         text_check = text_check_report(mismatches, decoded.records)
+        detectors = model.detector_report(supervised, probabilities, mismatches, decoded.records)
     report = evaluation_report(
         probabilities, labels, classes, model.operating_point,
         tells=[r.tells() for r in decoded.records], case_ids=[r.case_id for r in decoded.records], logits=logits,
@@ -129,6 +131,7 @@ def evaluate_model(
         report["localisation"] = localisation
     if text_check is not None:
         report["text_check"] = text_check
+        report["detectors"] = detectors
     if isinstance(model, _OnnxScorer) and model.pointing is not None:
         report["heatmap_pointing"] = model.pointing
     if isinstance(model, _OnnxScorer):
@@ -247,6 +250,19 @@ class _OnnxScorer:
         logits = self.outputs.get("logits", np.zeros((0, len(self.class_names)), np.float32))
         decoded = DecodedImages(good, np.zeros((len(good), 1, 1, 3), np.uint8), failures)
         return decoded, logits, iou_summary(ious) if ious else None
+
+    def detector_report(self, supervised: np.ndarray, fused: np.ndarray, mismatches: list, records: list) -> dict:
+        """Recall at FA <= 0.02 of each detector alone and fused, per tell (training/detectors.py)."""
+        from longteng.inference.unknown import MAHALANOBIS
+        from longteng.training.detectors import detector_report, detector_scores, novelty_scores
+
+        detector = self.model.metadata.unknown
+        novelty = None
+        if detector is not None and detector.method == MAHALANOBIS and "embedding" in self.outputs:
+            novelty = novelty_scores(self.outputs["embedding"], supervised, self.class_names, detector.parameters)
+        flagged = np.array([m is not None for m in mismatches], dtype=bool)
+        scores = detector_scores(supervised, fused, flagged, novelty, self.class_names)
+        return detector_report(scores, np.array([r.is_counterfeit for r in records]), [r.tells() for r in records])
 
     def unknown_report(self, reporter: Reporter) -> dict | None:
         """The unknown-object score on the photos just scored vs generated unrelated photos."""
