@@ -201,8 +201,7 @@ def main() -> None:
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     # "loto": every tell held out in turn (issue 10's leave-one-tell-out benchmark).
-    loto = "loto" in args.scenarios
-    if loto:
+    if "loto" in args.scenarios:
         from longteng.data.tell_names import TELL_NAMES
 
         args.scenarios = [name for name in args.scenarios if name != "loto"] + [f"unseen-{tell}" for tell in TELL_NAMES]
@@ -219,9 +218,10 @@ def main() -> None:
         results_file.write_text(json.dumps({"rows": rows}, indent=2))
     print()
     print(markdown(rows))
-    if loto:
+    held_out = [r for r in rows if r["scenario"].startswith("unseen-") and r["scenario"] in args.scenarios]
+    if held_out:
         print()
-        print(loto_table([r for r in rows if r["scenario"].startswith("unseen-") and r["scenario"] in args.scenarios]))
+        print(loto_table(held_out))
     print(f"\n(json: {args.work / 'results.json'})")
 
 
