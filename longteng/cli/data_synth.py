@@ -44,6 +44,14 @@ def synth(
             "usb_flash_drive). power_bank is a fourth family, for registering a product from genuine photos.",
         ),
     ] = None,
+    items_per_photo: Annotated[
+        str,
+        typer.Option(
+            "--items-per-photo",
+            help="Items in one photo, a count or a range such as 1-6 (an opened box of one product family; "
+            "some of a counterfeit photo's items may be genuine). The manifest then gets an items column.",
+        ),
+    ] = "1",
     workers: Annotated[
         int, typer.Option("--workers", "-j", help="Worker processes; output does not depend on it.")
     ] = 1,
@@ -53,7 +61,7 @@ def synth(
     Writes OUT/<product>/<genuine|counterfeit>/*.jpg, OUT/manifest.csv and OUT/synth_config.json.
     """
     # The generator (numpy, Pillow, fonts) loads only when this command runs.
-    from longteng.data.synth import SynthConfig, parse_size, parse_tell_names, synthesize
+    from longteng.data.synth import SynthConfig, parse_items_per_photo, parse_size, parse_tell_names, synthesize
 
     config = SynthConfig(
         images=images,
@@ -65,6 +73,7 @@ def synth(
         counterfeit_fraction=counterfeit_fraction,
         images_per_case=images_per_case,
         **({"products": parse_tell_names(products)} if products else {}),
+        items_per_photo=parse_items_per_photo(items_per_photo),
     )
     bar = Progress(
         TextColumn("synth"),

@@ -5,7 +5,7 @@ catalogue (tells.py). Photos of one seizure case share their scene; labels are
 independent of every scene and camera nuisance. See generate.synthesize.
 """
 
-from longteng.data.synth.config import DIFFICULTIES, SynthConfig, parse_size, parse_tell_names
+from longteng.data.synth.config import DIFFICULTIES, SynthConfig, parse_items_per_photo, parse_size, parse_tell_names
 from longteng.data.synth.designs import PRODUCTS
 from longteng.data.synth.generate import CONFIG_NAME, SynthSummary, synthesize
 from longteng.data.synth.tells import STRENGTH_RANGES, TELL_DESCRIPTIONS, TELLS
@@ -19,6 +19,7 @@ __all__ = [
     "TELL_DESCRIPTIONS",
     "SynthConfig",
     "SynthSummary",
+    "parse_items_per_photo",
     "parse_size",
     "parse_tell_names",
     "synthesize",

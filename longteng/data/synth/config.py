@@ -16,8 +16,14 @@ MIN_SIDE = 64
 MAX_SIDE = 12000
 MAX_PIXELS = 100_000_000
 MAX_SEED = 2**63 - 1
+# An opened box of small items (a tray of flash drives) holds about this many in one photo.
+MAX_ITEMS_PER_PHOTO = 12
+SINGLE_ITEM = (1, 1)
 
-__all__ = ["ALL_PRODUCTS", "DIFFICULTIES", "PRODUCTS", "SynthConfig", "parse_size", "parse_tell_names"]
+__all__ = [
+    "ALL_PRODUCTS", "DIFFICULTIES", "PRODUCTS", "SINGLE_ITEM", "SynthConfig", "parse_items_per_photo", "parse_size",
+    "parse_tell_names",
+]
 
 
 @dataclass(frozen=True)
@@ -31,6 +37,8 @@ class SynthConfig:
     counterfeit_fraction: float = 0.5
     images_per_case: int = 8  # mean photos per seizure case
     products: tuple[str, ...] = PRODUCTS  # the families drawn, in turn
+    # (fewest, most) items in one photo, an opened box; one family per photo (its case's).
+    items_per_photo: tuple[int, int] = SINGLE_ITEM
 
     def __post_init__(self) -> None:
         if isinstance(self.images, bool) or not isinstance(self.images, int) or self.images < 1:
@@ -52,6 +60,7 @@ class SynthConfig:
         ):
             raise ConfigError(f"images_per_case must be a positive integer, got {self.images_per_case!r}")
         object.__setattr__(self, "products", _checked_products(self.products))
+        object.__setattr__(self, "items_per_photo", _checked_items(self.items_per_photo))
         if not self.allowed_tells and self.counterfeit_fraction > 0:
             raise ConfigError(
                 "no tells left to make counterfeits with: --tells and --exclude-tells together exclude all of "
@@ -73,6 +82,10 @@ class SynthConfig:
             del data["products"]
         else:
             data["products"] = list(self.products)
+        if self.items_per_photo == SINGLE_ITEM:  # nor those written before --items-per-photo
+            del data["items_per_photo"]
+        else:
+            data["items_per_photo"] = list(self.items_per_photo)
         return data
 
     def to_json(self) -> str:
@@ -95,7 +108,7 @@ class SynthConfig:
         if unknown:
             raise ConfigError(f"unknown synth config keys: {', '.join(sorted(unknown))}")
         values = dict(data)
-        for key in ("size", "exclude_tells", "products"):
+        for key in ("size", "exclude_tells", "products", "items_per_photo"):
             if key in values:
                 values[key] = tuple(values[key])
         if values.get("tells") is not None:
@@ -115,6 +128,18 @@ def _checked_size(size: object) -> tuple[int, int]:
     if width * height > MAX_PIXELS:
         raise ConfigError(f"size {width}x{height} exceeds {MAX_PIXELS // 1_000_000} megapixels")
     return (width, height)
+
+
+def _checked_items(items: object) -> tuple[int, int]:
+    try:
+        fewest, most = items  # type: ignore[misc]
+    except (TypeError, ValueError):
+        raise ConfigError(f"items_per_photo must be (fewest, most), got {items!r}") from None
+    if any(isinstance(v, bool) or not isinstance(v, int) for v in (fewest, most)) or not 1 <= fewest <= most <= MAX_ITEMS_PER_PHOTO:
+        raise ConfigError(
+            f"items_per_photo (--items-per-photo) must be whole numbers 1 <= fewest <= most <= {MAX_ITEMS_PER_PHOTO}, got {items!r}"
+        )
+    return (fewest, most)
 
 
 def _checked_tells(names: Iterable[str], argument: str) -> tuple[str, ...]:
@@ -154,6 +179,16 @@ def parse_size(text: str) -> tuple[int, int]:
         return _checked_size(size)
     except ConfigError as exc:
         raise ConfigError(f"--size {text!r}: {exc}") from None
+
+
+def parse_items_per_photo(text: str) -> tuple[int, int]:
+    """'1-6' -> (1, 6), '4' -> (4, 4); the CLI's --items-per-photo."""
+    fewest, dash, most = text.strip().partition("-")
+    try:
+        items = (int(fewest), int(most if dash else fewest))
+    except ValueError:
+        raise ConfigError(f"--items-per-photo {text!r}: expected a count or a range such as 1-6") from None
+    return _checked_items(items)
 
 
 def parse_tell_names(values: Iterable[str]) -> tuple[str, ...]:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from longteng.workers import owned_pool
 from longteng.data.layout import AUTHENTICITIES, MANIFEST_NAME, SPLITS, Record, format_tells, write_manifest
-from longteng.data.synth.config import SynthConfig
+from longteng.data.synth.config import SINGLE_ITEM, SynthConfig
 from longteng.data.synth.designs import ALL_PRODUCTS
 from longteng.data.synth.photo import make_photo
 from longteng.data.synth.plan import ImagePlan, plan_dataset
@@ -24,6 +24,8 @@ from longteng.errors import ConfigError, DatasetError
 
 CONFIG_NAME = "synth_config.json"
 EXTRA_COLUMNS = ("tells", "difficulty", "seed", "background", "lighting", "jpeg_quality", "params", "quad", "evidence")
+# Written only for photos of several items (--items-per-photo), so that one-item output is as before.
+ITEMS_COLUMN = "items"
 # Photos handed to a worker at a time: large enough to amortise inter-process traffic,
 # small enough to keep the progress bar moving.
 _CHUNK_SIZE = 4
@@ -55,6 +57,7 @@ class _Written:
     params: str
     quad: str
     evidence: str
+    items: str
 
 
 def synthesize(
@@ -87,7 +90,8 @@ def synthesize(
             progress(1)
 
     records = [_record(plan, written[plan.index], config) for plan in plans]
-    write_manifest(out, records, EXTRA_COLUMNS)
+    several = config.items_per_photo != SINGLE_ITEM
+    write_manifest(out, records, (*EXTRA_COLUMNS, ITEMS_COLUMN) if several else EXTRA_COLUMNS)
     counts = Counter(plan.authenticity for plan in plans)
     return SynthSummary(
         out=out,
@@ -130,6 +134,7 @@ def _write_photo(config: SynthConfig, out: Path, plan: ImagePlan) -> _Written:
         params=photo.params,
         quad=photo.quad,
         evidence=photo.evidence,
+        items=photo.items,
     )
 
 
@@ -151,6 +156,7 @@ def _record(plan: ImagePlan, written: _Written, config: SynthConfig) -> Record:
             "params": written.params,
             "quad": written.quad,
             "evidence": written.evidence,
+            **({ITEMS_COLUMN: written.items} if config.items_per_photo != SINGLE_ITEM else {}),
         },
     )
 

@@ -19,13 +19,16 @@ from longteng.data.synth.tells import STRENGTH_RANGES
 
 # Independent random streams, so that adding a draw to one never shifts another.
 STREAM_PLAN, STREAM_CASE, STREAM_PRODUCT, STREAM_SCENE, STREAM_TELLS = range(5)
+STREAM_ITEMS = 5  # a photo of several items: how many, where, which are fakes
 # Share of cases in val and test (the rest train), per stratum of product and majority label.
 _HELD_OUT_FRACTION = 0.15
 MAX_TELLS_PER_ITEM = 3
 
 
-def rng_for(seed: int, stream: int, index: int) -> np.random.Generator:
-    return np.random.default_rng(np.random.SeedSequence([seed, stream, index]))
+def rng_for(seed: int, stream: int, index: int, item: int | None = None) -> np.random.Generator:
+    """The generator of one stream of one photo (and of one of its items, in a photo of several)."""
+    entropy = [seed, stream, index] if item is None else [seed, stream, index, item]
+    return np.random.default_rng(np.random.SeedSequence(entropy))
 
 
 @dataclass(frozen=True)
