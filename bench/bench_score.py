@@ -11,8 +11,10 @@ fictional items into a temporary folder, then measures, for each set:
   every core busy (process pool, same loader and draft mode), M = wall seconds per photo of
   onnxruntime inference alone on pre-made tensors (same batch size, default threads). No
   pipeline can beat doing both jobs back to back on all cores; targets: steady >= 0.85 x limit.
-  For a two-stage model M = M_glance + M_focus (each stage alone on its own inputs); cutting
-  the crops (C) is reported beside it and not counted in the limit.
+  For a two-stage model M = M_glance + M_focus (each stage alone on its own inputs), plus O,
+  the text check's OCR of the crops on all cores (one process per core, one thread each, as
+  score's workers read) for a model that reads print; cutting the crops (C) is reported
+  beside it and not counted in the limit.
 * **baseline**: what a user would write: torchvision ImageFolder + DataLoader(num_workers=2)
   + the same network in eager PyTorch (loaded from the checkpoint); target score >= 3x it on
   phone-size photos.
@@ -141,7 +143,7 @@ def main() -> int:
             files = sorted((root / "photos").rglob("*.jpg"))
             entry: dict = {"photos": len(files), "mean_file_kb": sum(f.stat().st_size for f in files) / len(files) / 1e3}
             decode_s, prepared = _decode_alone(files, args.model, cores)
-            infer_s, parts = _infer_alone(prepared, args.model, args.batch_size)
+            infer_s, parts = _infer_alone(prepared, args.model, args.batch_size, args.cores)
             del prepared
             entry["D_ms"], entry["M_ms"] = 1000 * decode_s / len(files), 1000 * infer_s / len(files)
             entry.update(parts)
@@ -219,8 +221,24 @@ def _decode_alone(files: list[Path], model: Path, cores: int) -> tuple[float, li
         return time.perf_counter() - start, prepared
 
 
-def _infer_alone(prepared: list, model: Path, batch_size: int) -> tuple[float, dict]:
-    """Seconds of inference alone (both stages for a two-stage model), and its parts."""
+def _ocr_one(crop: np.ndarray) -> int:
+    from longteng.inference.text_check import read_text
+
+    return len(read_text(crop, threads=1))  # as a score worker reads: one thread per process
+
+
+def _ocr_alone(crops: np.ndarray, cores: int) -> float:
+    """Wall seconds of the text check's OCR alone on every crop, one process per core."""
+    with ProcessPoolExecutor(cores) as pool:
+        list(pool.map(_ocr_one, crops[:cores]))  # start the workers and their OCR engines first
+        start = time.perf_counter()
+        list(pool.map(_ocr_one, crops, chunksize=2))
+        return time.perf_counter() - start
+
+
+def _infer_alone(prepared: list, model: Path, batch_size: int, cores: int) -> tuple[float, dict]:
+    """Seconds of inference alone (both stages for a two-stage model, and the OCR of a model
+    that reads print: O, on all cores), and its parts."""
     from longteng.inference.session import OnnxModel
     from longteng.inference.two_stage import focus_inputs
 
@@ -246,8 +264,9 @@ def _infer_alone(prepared: list, model: Path, batch_size: int) -> tuple[float, d
     for i in range(0, len(crops), batch_size):
         session.run(crops[i:i + batch_size])
     focus_s = time.perf_counter() - start
-    return glance_s + focus_s, {"M_glance_ms": 1000 * glance_s / len(crops), "M_focus_ms": 1000 * focus_s / len(crops),
-                                "C_crop_ms": 1000 * max(crop_s, 0.0) / len(crops)}
+    ocr_s = _ocr_alone(crops, cores) if session.metadata.text_registry is not None else 0.0
+    return glance_s + focus_s + ocr_s, {"M_glance_ms": 1000 * glance_s / len(crops), "M_focus_ms": 1000 * focus_s / len(crops),
+                                        "O_ocr_ms": 1000 * ocr_s / len(crops), "C_crop_ms": 1000 * max(crop_s, 0.0) / len(crops)}
 
 
 def _score(folder: Path, out: Path, args, engine: str) -> tuple[float, float]:

@@ -162,7 +162,7 @@ class Predictor:
         mismatches: list[TextMismatch | None] = [None] * len(paths)
         if metadata.text_registry is not None:
             known = list(reads) if reads is not None else [None] * len(paths)
-            photo_reads = [r if r is not None else read_text(pixels[i], self.options.threads) for i, r in enumerate(known)]
+            photo_reads = [r if r is not None else read_text(pixels[i], self.options.threads, metadata.text_registry.detection_side) for i, r in enumerate(known)]
             probabilities, mismatches = apply_text_check(metadata.text_registry, photo_reads, probabilities, classes)
             if views is not None and metadata.focus is not None:
                 mismatches = [

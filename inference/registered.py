@@ -288,7 +288,7 @@ def with_product(metadata, product: RegisteredProduct, reads: list[list]):
     kept = tuple(p for p in metadata.registered_products if p.name != product.name)
     return replace(
         metadata, registered_products=kept + (product,),
-        text_registry=TextRegistry(products, registry.mismatch_probability),
+        text_registry=TextRegistry(products, registry.mismatch_probability, registry.detection_side),
     )
 
 

@@ -129,9 +129,12 @@ def outputs_for_paths(
                 for name, value in model.run(crops, outputs=tuple(outputs)).items():
                     chunks[name].append(value)
                 if read_print:
-                    from longteng.inference.text_check import read_text
+                    from longteng.inference.text_check import DEFAULT_DETECTION_SIDE, read_text
 
-                    result.reads.extend(read_text(crop) for crop in crops)
+                    # As the model's registry was read; a registry still to be learnt (export) reads at the default.
+                    registry = model.metadata.text_registry
+                    side = DEFAULT_DETECTION_SIDE if registry is None else registry.detection_side
+                    result.reads.extend(read_text(crop, detection_side=side) for crop in crops)
             if progress:
                 progress(len(prepared))
     result.outputs = {name: np.concatenate(parts) for name, parts in chunks.items() if parts}
@@ -165,5 +168,6 @@ def focus_input(path: Path, model_path: str, max_pixels: int = DEFAULT_MAX_PIXEL
     if model.metadata.text_registry is not None:
         from longteng.inference.text_check import read_text
 
-        reads = read_text(crops[0], threads=1)  # the worker's one core, like its session
+        # The worker's one core, like its session.
+        reads = read_text(crops[0], threads=1, detection_side=model.metadata.text_registry.detection_side)
     return FocusInput(crops[0], views[0], reads)

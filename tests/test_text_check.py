@@ -8,7 +8,9 @@ import pytest
 import numpy as np
 
 from longteng.errors import ConfigError
-from longteng.inference.text_check import TextRead, TextRegistry, apply_text_check, edit_distance, shape
+from longteng.inference.text_check import (
+    DEFAULT_DETECTION_SIDE, LEGACY_DETECTION_SIDE, TextRead, TextRegistry, apply_text_check, edit_distance, read_text, shape,
+)
 
 BOX = ((0.0, 0.0), (10.0, 0.0), (10.0, 5.0), (0.0, 5.0))
 
@@ -28,6 +30,26 @@ def test_the_registry_learns_words_and_formats_with_support(registry):
     assert registry.products["smartphone"] == {"words": ["NOVALYNK"], "formats": ["AA-9A?"]}
     again = TextRegistry.from_json(registry.to_json())
     assert again.products == registry.products and again.mismatch_probability == registry.mismatch_probability
+    assert again.detection_side == registry.detection_side == DEFAULT_DETECTION_SIDE
+
+
+def test_a_registry_from_before_the_detection_side_reads_as_it_was_learnt():
+    """Models exported before the field read their references at rapidocr's default side."""
+    old = TextRegistry.from_json('{"version": 1, "products": {"drone": {"words": ["SKYRIDGE"], "formats": []}}}')
+    assert old.detection_side == LEGACY_DETECTION_SIDE == 736
+
+
+@pytest.mark.parametrize("side", [DEFAULT_DETECTION_SIDE, LEGACY_DETECTION_SIDE])
+def test_ocr_reads_a_printed_word_at_either_detection_side(side):
+    from PIL import Image, ImageDraw, ImageFont
+
+    image = Image.new("RGB", (384, 384), (235, 235, 230))
+    ImageDraw.Draw(image).text((192, 192), "KORVEX", fill=(20, 20, 20), font=ImageFont.load_default(size=50), anchor="mm")
+    found = read_text(np.asarray(image), threads=1, detection_side=side)
+    assert [r.text for r in found] == ["KORVEX"] and found[0].confidence > 0.9
+    # The box is in the crop's own pixels whatever the detector's scale: around the middle.
+    centre = np.mean(found[0].box, axis=0)
+    assert np.all(np.abs(centre - 192) < 20)
 
 
 @pytest.mark.parametrize("text", [
@@ -36,6 +58,8 @@ def test_the_registry_learns_words_and_formats_with_support(registry):
     '{"version": 1, "products": {}, "mismatch_probability": "many"}',
     '{"version": 1, "products": {"smartphone": {"words": "NOVALYNK"}}}',
     '{"version": 2, "products": {}}',
+    '{"version": 1, "products": {}, "detection_side": 10}',  # OCR cannot find print in a 10 px image
+    '{"version": 1, "products": {}, "detection_side": "big"}',
 ])
 def test_a_damaged_registry_is_refused(text):
     with pytest.raises(ConfigError, match="text registry"):
