@@ -83,6 +83,11 @@ class ModelMetadata:
         return self.focus is not None
 
     @property
+    def finds_items(self) -> bool:
+        """The glance reports every item of a photo (trained on item boxes), not one product."""
+        return self.focus is not None and self.focus.max_items > 1
+
+    @property
     def trained_products(self) -> set[str]:
         """The products the network was trained on (registered ones are not among them)."""
         return {split_class_name(name)[0] for name in self.class_names}

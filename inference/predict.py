@@ -27,7 +27,9 @@ from longteng.inference.metadata import ModelMetadata
 from longteng.inference.registered import NoveltyEvidence
 from longteng.inference.session import OnnxModel, RuntimeOptions
 from longteng.inference.text_check import TextMismatch, TextRead, apply_text_check, read_text
-from longteng.inference.two_stage import FocusInput, FocusView, PreparedPhoto, focus_input, focus_inputs, prepare_photo
+from longteng.inference.two_stage import (
+    FocusInput, FocusView, PreparedPhoto, focus_input, focus_inputs, focus_items, prepare_photo,
+)
 from longteng.preprocess import load_resized
 
 # Decoding a phone JPEG is I/O plus C code that releases the GIL, so threads overlap well;
@@ -76,6 +78,9 @@ class PhotoPrediction:
     view: "FocusView | None" = None  # two-stage models: where the focus stage looked
     text_mismatch: TextMismatch | None = None  # print that does not read as the product's genuine print
     novelty: NoveltyEvidence | None = None  # a registered product's photo beyond all its references
+    # A model that finds several items per photo: each item's own prediction (its view names
+    # its box), largest first; the photo's verdict is its most suspicious item's. () otherwise.
+    items: tuple["PhotoPrediction", ...] = ()
 
     @property
     def text_box(self) -> tuple[tuple[float, float], ...] | None:
@@ -134,8 +139,27 @@ class Predictor:
                 paths, np.stack([item.crop for item in prepared]), [item.view for item in prepared],  # type: ignore[union-attr]
                 reads=[item.reads for item in prepared],  # type: ignore[union-attr]
             )
+        if self.metadata.finds_items:
+            return self._predict_items(paths, prepared)  # type: ignore[arg-type]
         crops, views = focus_inputs(self.model, prepared)  # type: ignore[arg-type]
         return self.predict_pixels(paths, crops, views)
+
+    def _predict_items(self, paths: Sequence[Path], prepared: Sequence[PreparedPhoto]) -> list[PhotoPrediction]:
+        """Each item of each photo through the focus stage; a photo is as suspicious as its
+        most suspicious item, by the rule that combines several photos of one item
+        (inference/items.py: an opened box with one fake among genuine items is a box with a
+        fake), and lists all of them."""
+        from longteng.inference.items import combine  # items.py builds on this module
+
+        crops, views, owners = focus_items(self.model, prepared)
+        judged = self.predict_pixels([paths[owner] for owner in owners], crops, views)
+        results = []
+        for index, path in enumerate(paths):
+            items = [prediction for prediction, owner in zip(judged, owners) if owner == index]
+            photo = combine(str(path), items, self.metadata.operating_point)
+            found = tuple(item for item in items if item.view is not None and item.view.box is not None)
+            results.append(replace(photo.decisive, decision=photo.decision, unknown=photo.unknown, items=found))
+        return results
 
     def predict_pixels(
         self, paths: Sequence[Path], pixels: np.ndarray, views: Sequence[FocusView] | None = None,
@@ -224,7 +248,8 @@ def decode_photo(
     photo decoded once with its glance input; with ``model_path`` (a worker process of
     `score`), a two-stage photo is glanced at and cropped right here."""
     try:
-        if metadata.two_stage and model_path is not None:
+        # A model that finds several items per photo crops them in the process holding it.
+        if metadata.two_stage and model_path is not None and not metadata.finds_items:
             return focus_input(path, str(model_path), max_pixels)
         if metadata.two_stage:
             return prepare_photo(path, metadata, max_pixels)

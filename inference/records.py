@@ -37,6 +37,15 @@ evidence              list | null                  photos and items: what a dete
                                                    str, "novelty": float, "threshold": float}
                                                    when it lies beyond every genuine reference;
                                                    items add "path" to each
+item_count            int | null                   photos, models that find several items in a photo
+                                                   (trained on item boxes): how many it found; null
+                                                   for models of one item per photo
+items_in_photo        list | null                  photos, the same models: per item found, largest
+                                                   first, {"box": [[x, y] x 4] (as product_box),
+                                                   "verdict", "refer_reason", "product",
+                                                   "confidence", "counterfeit_score", "evidence"};
+                                                   the photo's own fields are its most suspicious
+                                                   item's (the rule of inference/items.py)
 photos                list | null                  items only: {"path": str, "verdict": str,
                                                    "counterfeit_score": float, "unknown": bool,
                                                    "explain": str | null} per photo, input order
@@ -62,7 +71,7 @@ Python's csv module: fields with commas, quotes or newlines are quoted) is UTF-8
 ``surrogateescape``, so a name's raw bytes appear unchanged; read it with
 ``open(..., encoding="utf-8", errors="surrogateescape", newline="")``. CSV columns are the keys
 above with ``top_classes`` spread over ``top1_class, top1_probability, ... top3_probability``,
-``photos``, ``product_box`` and ``evidence`` as JSON text, null as an empty cell and booleans as ``true``/``false``.
+``photos``, ``product_box``, ``evidence`` and ``items_in_photo`` as JSON text, null as an empty cell and booleans as ``true``/``false``.
 """
 
 from __future__ import annotations
@@ -82,7 +91,8 @@ SCHEMA_VERSION = 1
 KINDS = ("photo", "item", "error")
 FIELDS = (
     "schema_version", "kind", "path", "item", "verdict", "refer_reason", "product", "confidence",
-    "counterfeit_score", "product_confidence", "top_classes", "unknown_score", "unknown", "product_box", "evidence", "photos",
+    "counterfeit_score", "product_confidence", "top_classes", "unknown_score", "unknown", "product_box", "evidence",
+    "item_count", "items_in_photo", "photos",
     "decisive_photo", "explain", "error_reason", "error_detail", "model_version",
 )
 TOP_K = 3
@@ -96,7 +106,10 @@ CSV_FIELDS = tuple(
 )
 
 
-def photo_record(prediction: PhotoPrediction, model_version: str, explain: Path | None = None) -> dict[str, Any]:
+def photo_record(
+    prediction: PhotoPrediction, model_version: str, explain: Path | None = None, *, counts_items: bool = False
+) -> dict[str, Any]:
+    """``counts_items``: the model finds several items per photo (ModelMetadata.finds_items)."""
     return _record("photo", model_version, {
         "path": _text(prediction.path),
         **decision_fields(prediction.decision),
@@ -105,8 +118,18 @@ def photo_record(prediction: PhotoPrediction, model_version: str, explain: Path 
         "unknown": prediction.unknown,
         "product_box": product_box(prediction),
         "evidence": photo_evidence(prediction),
+        **({"item_count": len(prediction.items), "items_in_photo": items_in_photo(prediction)} if counts_items else {}),
         "explain": _text(explain),
     })
+
+
+def items_in_photo(prediction: PhotoPrediction) -> list[dict[str, Any]]:
+    """Each item the glance found in the photo, with its own verdict (schema above)."""
+    return [
+        {"box": product_box(item), **{k: v for k, v in decision_fields(item.decision).items() if k != "product_confidence"},
+         "evidence": photo_evidence(item)}
+        for item in prediction.items
+    ]
 
 
 def photo_evidence(prediction: PhotoPrediction) -> list[dict[str, Any]]:
@@ -167,7 +190,7 @@ def to_csv_row(record: Mapping[str, Any]) -> list[str]:
             for i in range(TOP_K):
                 entry = classes[i] if i < len(classes) else None
                 row += ["", ""] if entry is None else [entry["class"], repr(entry["probability"])]
-        elif name in ("photos", "product_box", "evidence"):
+        elif name in ("photos", "product_box", "evidence", "items_in_photo"):
             row.append("" if value is None else json.dumps(value, ensure_ascii=False))
         else:
             row.append(csv_cell(value))

@@ -29,7 +29,7 @@ def photo_rows(
             yield failure_record(result, metadata.model_version)
             continue
         overlay, problem = _explain(result, metadata, explain)
-        yield photo_record(result, metadata.model_version, overlay)
+        yield photo_record(result, metadata.model_version, overlay, counts_items=metadata.finds_items)
         if problem is not None:
             yield failure_record(problem, metadata.model_version)
 

@@ -34,6 +34,13 @@ text_evidence          str      the text check's finding, "read KOPVEX, register
 novelty_evidence       str      a registered product's photo beyond all its genuine references,
                                 "novelty 6.2, beyond every genuine power_bank reference (4.53)";
                                 "" otherwise
+item_count             int      models that find several items in a photo only: how many it
+                                found
+items                  str      the same models: the items as a JSON array (predict's
+                                items_in_photo: box, verdict, product, confidence, counterfeit
+                                score, evidence per item); the row's verdict is the most
+                                suspicious item's. JSON text rather than a nested column, so
+                                CSV, JSON Lines and Parquet carry it the same way
 prob_<class>           float    calibrated probability of each class, model class order
 model_version          str      the model file's version
 error_reason           str      "" when scored, else the reason key (``not_an_image``, ...);
@@ -45,6 +52,7 @@ scored_at              str      UTC time the row was produced, ISO 8601
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 from collections import OrderedDict, deque
@@ -61,7 +69,7 @@ from longteng.imageio import DEFAULT_MAX_PIXELS, looks_like_image_header, read_h
 from longteng.inference.discover import DiscoveryError
 from longteng.inference.metadata import ModelMetadata
 from longteng.inference.predict import PhotoFailure, PhotoPrediction, Predictor, decode_photo
-from longteng.inference.records import decision_fields, finite_or_none
+from longteng.inference.records import decision_fields, finite_or_none, items_in_photo
 
 SCHEMA_VERSION = 1
 # Outcomes remembered for identical photos. Bounded so memory stays flat on any archive: a copy
@@ -73,13 +81,17 @@ _HEAD = ("path", "sha256", "size", "mtime_ns", "verdict", "refer_reason", "produ
          "novelty_evidence")
 _TAIL = ("model_version", "error_reason", "error_detail", "scored_at")
 FLOAT_FIELDS = frozenset({"confidence", "counterfeit_score", "product_confidence", "unknown_score"})
-INT_FIELDS = frozenset({"size", "mtime_ns"})
+INT_FIELDS = frozenset({"size", "mtime_ns", "item_count"})
 BOOL_FIELDS = frozenset({"unknown"})
 
 
-def score_fields(class_names: Sequence[str]) -> tuple[str, ...]:
-    """The columns of a results file for a model with these classes, in order."""
-    return (*_HEAD, *(PROBABILITY_PREFIX + name for name in class_names), *_TAIL)
+_ITEMS = ("item_count", "items")
+
+
+def score_fields(class_names: Sequence[str], finds_items: bool = False) -> tuple[str, ...]:
+    """The columns of a results file for a model with these classes, in order
+    (``finds_items``: ModelMetadata.finds_items)."""
+    return (*_HEAD, *(_ITEMS if finds_items else ()), *(PROBABILITY_PREFIX + name for name in class_names), *_TAIL)
 
 
 def field_type(name: str) -> str:
@@ -313,6 +325,9 @@ def _prediction_outcome(prediction: PhotoPrediction, metadata: ModelMetadata) ->
         "error_reason": "",
         "error_detail": "",
     }
+    if metadata.finds_items:
+        outcome["item_count"] = len(prediction.items)
+        outcome["items"] = json.dumps(items_in_photo(prediction), ensure_ascii=True, allow_nan=False)
     for name, probability in zip(metadata.decision_classes, prediction.probabilities):
         outcome[PROBABILITY_PREFIX + name] = finite_or_none(float(probability))
     return outcome
@@ -323,7 +338,7 @@ def _failure_outcome(reason: str, detail: str) -> dict[str, Any]:
 
 
 def _row(slot: _Slot, metadata: ModelMetadata) -> dict[str, Any]:
-    row: dict[str, Any] = dict.fromkeys(score_fields(metadata.decision_classes))
+    row: dict[str, Any] = dict.fromkeys(score_fields(metadata.decision_classes, metadata.finds_items))
     row.update(slot.outcome or {})
     fp = slot.fingerprint
     if fp is None:

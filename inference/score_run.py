@@ -91,7 +91,7 @@ class ScoreJob:
             spin=engine != "local",
         ))
         self.metadata = self.predictor.metadata
-        self.fields = score_fields(self.metadata.decision_classes)
+        self.fields = score_fields(self.metadata.decision_classes, self.metadata.finds_items)
         if self.out.is_dir():
             raise ConfigError(f"{self.out}: is a folder; --out names the results file")
         self.journal = Journal(self.out, {"model_version": self.metadata.model_version, "fields": list(self.fields)})

@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from longteng.focus import (
-    DecodedPhoto, FocusSpec, GlanceFrame, OrientedBox, box_from_maps, decode_for_focus, focus_crop, focus_to_photo, glance_pixels,
+    DecodedPhoto, FocusSpec, GlanceFrame, OrientedBox, box_from_maps, boxes_from_maps, decode_for_focus, focus_crop, focus_to_photo,
+    glance_pixels,
 )
 from longteng.errors import ImageLoadError, UnusableFile
 from longteng.imageio import DEFAULT_MAX_PIXELS
@@ -38,6 +39,7 @@ class FocusView:
     box: OrientedBox | None
     decoded_size: tuple[int, int]
     original_size: tuple[int, int]
+    item: int = 0  # which of the photo's items (a model that finds several), largest first
 
     @property
     def box_in_original(self) -> OrientedBox | None:
@@ -62,6 +64,33 @@ def prepare_photo(path: Path, metadata: ModelMetadata, max_pixels: int = DEFAULT
     """Raises ImageLoadError like longteng.imageio.load_image."""
     photo = decode_for_focus(path, metadata.focus, max_pixels=max_pixels)  # type: ignore[arg-type]
     return PreparedPhoto(photo, glance_pixels(photo, metadata.preprocess))
+
+
+def locate_items(model, photos: Sequence[PreparedPhoto]) -> list[list[OrientedBox]]:
+    """Every item the glance finds in each photo, largest first ([] for all when it was not trained)."""
+    metadata: ModelMetadata = model.metadata
+    if not metadata.glance_trained:
+        return [[] for _ in photos]
+    objectness, up = model.run_glance(np.stack([p.glance for p in photos]))
+    size = metadata.preprocess.input_size
+    return [
+        boxes_from_maps(objectness[i], up[i], GlanceFrame.of(prepared.photo.image.size, metadata.preprocess), size,
+                        metadata.focus.max_items)  # type: ignore[union-attr]
+        for i, prepared in enumerate(photos)
+    ]
+
+
+def focus_items(model, photos: Sequence[PreparedPhoto]) -> tuple[np.ndarray, list[FocusView], list[int]]:
+    """A model that finds several items per photo: one upright crop per item found (the whole
+    photo where none is), with its view and the index of its photo."""
+    metadata: ModelMetadata = model.metadata
+    crops, views, owners = [], [], []
+    for index, (prepared, boxes) in enumerate(zip(photos, locate_items(model, photos))):
+        for item, box in enumerate(boxes or [None]):
+            crops.append(focus_crop(prepared.photo.image, box, metadata.focus, metadata.preprocess.pad_color))  # type: ignore[arg-type]
+            views.append(FocusView(box, prepared.photo.image.size, prepared.photo.original_size, item))
+            owners.append(index)
+    return np.stack(crops), views, owners
 
 
 def locate(model, photos: Sequence[PreparedPhoto]) -> list[OrientedBox | None]:

@@ -31,6 +31,10 @@ from longteng.preprocess import INTERPOLATIONS, PreprocessSpec, content_box, res
 _MIN_OBJECTNESS = 0.2
 # Variance ratio above which the moments' long axis gives the angle (a 1:1.6 rectangle has 2.6).
 _ELONGATED = 1.8
+# The most items one photo's glance may report (data synth draws up to 12).
+MAX_ITEMS = 12
+# A connected region of the glance map smaller than this many cells' worth is noise, not an item.
+_MIN_ITEM_CELLS = 1.0
 
 
 @dataclass(frozen=True)
@@ -43,8 +47,14 @@ class FocusSpec:
     # so a product filling 40% of the frame still reaches `input_size` pixels undecimated.
     decode_short_side: int = 1200
     interpolation: str = "bicubic"
+    # How many items the glance may find in one photo: 1 for a model trained on photos of one
+    # item (the glance's whole map is that item), more for one trained on item boxes (each
+    # connected region of the map is an item: an opened box of several).
+    max_items: int = 1
 
     def __post_init__(self) -> None:
+        if isinstance(self.max_items, bool) or not isinstance(self.max_items, int) or not 1 <= self.max_items <= MAX_ITEMS:
+            raise ConfigError(f"focus max_items must be a whole number from 1 to {MAX_ITEMS}, got {self.max_items!r}")
         if not 64 <= self.input_size <= 1024:
             raise ConfigError(f"focus input_size must be between 64 and 1024, got {self.input_size}")
         if not 0.0 <= self.margin <= 0.5:
@@ -55,16 +65,19 @@ class FocusSpec:
             raise ConfigError(f"focus interpolation {self.interpolation!r} unknown; allowed: {', '.join(INTERPOLATIONS)}")
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
+        data = asdict(self)
+        if self.max_items == 1:  # models of one item read as they did before the field existed
+            del data["max_items"]
+        return json.dumps(data, sort_keys=True)
 
     @classmethod
     def from_dict(cls, data: dict) -> "FocusSpec":
-        known = {"input_size", "margin", "decode_short_side", "interpolation"}
+        known = {"input_size", "margin", "decode_short_side", "interpolation", "max_items"}
         unknown = set(data) - known
         if unknown:
             raise ConfigError(f"unknown focus keys: {', '.join(sorted(unknown))}")
         values = dict(data)
-        for key in ("input_size", "decode_short_side"):
+        for key in ("input_size", "decode_short_side", "max_items"):
             if key in values:
                 values[key] = int(values[key])
         if "margin" in values:
@@ -197,12 +210,54 @@ def box_from_maps(objectness: np.ndarray, up: np.ndarray, frame: GlanceFrame, in
 
     objectness (h, w) in [0, 1]; up (2, h, w): the predicted up vector (x, y) per cell.
     """
-    height, width = objectness.shape
-    cell = input_size / width
     weights = np.where(objectness >= _MIN_OBJECTNESS, objectness, 0.0).astype(np.float64)
-    total = weights.sum()
-    if total < 1.0:  # less than one cell's worth of product
+    if weights.sum() < 1.0:  # less than one cell's worth of product
         return None
+    return _box_of_weights(weights, up, frame, input_size)
+
+
+def boxes_from_maps(
+    objectness: np.ndarray, up: np.ndarray, frame: GlanceFrame, input_size: int, max_items: int
+) -> list[OrientedBox]:
+    """Glance maps -> every item's box, the largest first: each connected region (8-neighbour)
+    of cells above the noise level is one item. With ``max_items`` 1, the one-item rule
+    (box_from_maps: the whole map is the product)."""
+    if max_items == 1:
+        box = box_from_maps(objectness, up, frame, input_size)
+        return [] if box is None else [box]
+    weights = np.where(objectness >= _MIN_OBJECTNESS, objectness, 0.0).astype(np.float64)
+    labels = _connected_regions(weights > 0)
+    regions = [np.where(labels == label, weights, 0.0) for label in range(1, int(labels.max()) + 1)]
+    regions = sorted((r for r in regions if r.sum() >= _MIN_ITEM_CELLS), key=lambda r: -r.sum())[:max_items]
+    return [_box_of_weights(region, up, frame, input_size) for region in regions]
+
+
+def _connected_regions(mask: np.ndarray) -> np.ndarray:
+    """(h, w) int labels 1..n of the 8-connected regions of ``mask`` (0: background)."""
+    labels = np.zeros(mask.shape, np.int32)
+    height, width = mask.shape
+    count = 0
+    for start in zip(*np.nonzero(mask)):
+        if labels[start]:
+            continue
+        count += 1
+        labels[start] = count
+        stack = [start]
+        while stack:
+            y, x = stack.pop()
+            for ny in range(max(0, y - 1), min(height, y + 2)):
+                for nx in range(max(0, x - 1), min(width, x + 2)):
+                    if mask[ny, nx] and not labels[ny, nx]:
+                        labels[ny, nx] = count
+                        stack.append((ny, nx))
+    return labels
+
+
+def _box_of_weights(weights: np.ndarray, up: np.ndarray, frame: GlanceFrame, input_size: int) -> OrientedBox:
+    """The oriented box of one item's objectness weights (moments for the axes, area for the size)."""
+    height, width = weights.shape
+    cell = input_size / width
+    total = weights.sum()
     ys, xs = np.mgrid[0:height, 0:width].astype(np.float64)
     xs, ys = (xs + 0.5) * cell, (ys + 0.5) * cell
     cx, cy = (weights * xs).sum() / total, (weights * ys).sum() / total
@@ -234,6 +289,24 @@ def box_from_maps(objectness: np.ndarray, up: np.ndarray, frame: GlanceFrame, in
     angle = math.atan2(float(direction[0]), float(-direction[1]))
     centre_x, centre_y = frame.to_photo(np.array(cx), np.array(cy))
     return OrientedBox(float(centre_x), float(centre_y), length / frame.scale, box_width / frame.scale, angle)
+
+
+def parse_item_quads(text: str, size: tuple[int, int]) -> list[np.ndarray]:
+    """The manifest's optional `items` column (a JSON list of items, each with a `quad` as the
+    quad column writes it) -> each item's (4, 2) corner pixels; [] when the column is empty.
+    Raises ValueError on a malformed column."""
+    if not text or not text.strip():
+        return []
+    try:
+        items = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"items is not JSON: {exc}") from None
+    if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+        raise ValueError("items must be a JSON list of objects")
+    quads = [parse_quad(str(item.get("quad", "")), size) for item in items]
+    if any(quad is None for quad in quads):
+        raise ValueError("every item needs a quad")
+    return quads  # type: ignore[return-value]
 
 
 def objectness_target(quad_glance: np.ndarray, grid: tuple[int, int], input_size: int, supersample: int = 4) -> np.ndarray:
@@ -348,6 +421,6 @@ def load_focus_inputs(
 
 __all__ = [
     "DecodedPhoto", "FocusSpec", "GlanceFrame", "ImageLoadError", "OrientedBox", "box_from_maps",
-    "decode_for_focus", "focus_crop", "focus_to_photo", "glance_pixels", "load_focus_inputs",
-    "iou_summary", "objectness_target", "parse_quad", "polygon_iou",
+    "boxes_from_maps", "decode_for_focus", "focus_crop", "focus_to_photo", "glance_pixels", "load_focus_inputs",
+    "iou_summary", "objectness_target", "parse_item_quads", "parse_quad", "polygon_iou",
 ]

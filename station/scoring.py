@@ -57,7 +57,7 @@ class Scorer:
         self._queue.put((path, decoded, future))
         prediction: PhotoPrediction = future.result()
         heatmap = self._heatmap(prediction)
-        return photo_record(prediction, self.model_version, None), heatmap
+        return photo_record(prediction, self.model_version, None, counts_items=self.metadata.finds_items), heatmap
 
     def _heatmap(self, prediction: PhotoPrediction) -> str | None:
         """The overlay's file name in the heatmap folder (photos are stored by content hash, so

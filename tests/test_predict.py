@@ -365,6 +365,8 @@ SCHEMA = {
     "unknown": ((bool,), {"photo", "item"}),
     "product_box": ((list,), set()),  # two-stage models only
     "evidence": ((list,), {"photo", "item"}),
+    "item_count": ((int,), set()),  # models that find several items per photo only
+    "items_in_photo": ((list,), set()),
     "photos": ((list,), {"item"}),
     "decisive_photo": ((str,), {"item"}),
     "explain": ((str,), set()),

@@ -20,7 +20,7 @@ from longteng.data.evidence import evidence_at
 from longteng.data.layout import Record
 from longteng.errors import ImageLoadError, UnusableFile
 from longteng.focus import (
-    FocusSpec, GlanceFrame, OrientedBox, decode_for_focus, focus_crop, focus_to_photo, glance_pixels, parse_quad,
+    FocusSpec, GlanceFrame, OrientedBox, decode_for_focus, focus_crop, focus_to_photo, glance_pixels, parse_item_quads, parse_quad,
 )
 from longteng.preprocess import PreprocessSpec
 from longteng.training.cache import map_in_processes
@@ -38,6 +38,8 @@ class GlanceItem:
     decoded_size: tuple[int, int]
     quad: np.ndarray | None  # (4, 2) decoded-photo pixels, from the manifest
     crop: np.ndarray | None  # uint8 (S, S, 3) when the crop could be made in the same pass
+    # Every item's quad (the manifest's items column), or just `quad`'s, decoded-photo pixels.
+    item_quads: tuple[np.ndarray, ...] = ()
 
 
 Failure = UnusableFile  # path relative to the dataset root
@@ -53,11 +55,18 @@ def _glance_job(job: tuple[str, Record, PreprocessSpec, FocusSpec, int | None]) 
         quad = parse_quad(record.extra.get("quad", ""), photo.image.size)
     except ValueError:
         quad = None
+    try:
+        item_quads = tuple(parse_item_quads(record.extra.get("items", ""), photo.image.size))
+    except ValueError:
+        item_quads = ()
+    if not item_quads and quad is not None:
+        item_quads = (quad,)
     crop = None
     if jitter_seed is not None and quad is not None:
         box = jittered(OrientedBox.from_quad(quad), np.random.default_rng(jitter_seed))
         crop = focus_crop(photo.image, box, focus_spec, glance_spec.pad_color)
-    return GlanceItem(record, glance_pixels(photo, glance_spec), GlanceFrame.of(photo.image.size, glance_spec), photo.image.size, quad, crop)
+    return GlanceItem(record, glance_pixels(photo, glance_spec), GlanceFrame.of(photo.image.size, glance_spec), photo.image.size, quad, crop,
+                      item_quads)
 
 
 def _crop_job(job: tuple[str, Record, PreprocessSpec, FocusSpec, OrientedBox | None]) -> np.ndarray | Failure:

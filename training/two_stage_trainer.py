@@ -28,7 +28,7 @@ from longteng import __version__
 from longteng.data.layout import Record, class_names, manifest_hash, scan_dataset
 from longteng.decision import calibrated_probabilities, counterfeit_score, is_counterfeit_class
 from longteng.errors import ConfigError, DatasetError
-from longteng.focus import FocusSpec, OrientedBox, box_from_maps, iou_summary, objectness_target, polygon_iou
+from longteng.focus import MAX_ITEMS, FocusSpec, OrientedBox, boxes_from_maps, iou_summary, objectness_target, polygon_iou
 from longteng.model.backbones import backbone_spec
 from longteng.model.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from longteng.model.two_stage import TRUNK_CHANNELS, TwoStageConfig, TwoStageModel, create_two_stage
@@ -96,6 +96,9 @@ def train_two_stage(config: TrainConfig, reporter: Reporter | None = None) -> Tw
         for split, chunk in items.items()
     }
     has_boxes = sum(i.quad is not None for i in items["train"]) >= 0.5 * len(items["train"])
+    if any(len(i.item_quads) > 1 for i in items["train"]):
+        # Trained on the boxes of several items per photo: the glance reports each item.
+        focus_spec = dataclasses.replace(focus_spec, max_items=MAX_ITEMS)
     if has_boxes:
         _train_glance(model, items["train"], glance_features["train"], glance_spec, config, reporter)
     else:
@@ -108,9 +111,14 @@ def train_two_stage(config: TrainConfig, reporter: Reporter | None = None) -> Tw
     splits: dict[str, FocusSplit] = {}
     localisation: dict[str, Any] = {}
     for split, chunk in items.items():
-        boxes = _glance_boxes(model, glance_features[split], chunk, glance_spec) if has_boxes else [None] * len(chunk)
+        found = _glance_boxes(model, glance_features[split], chunk, glance_spec, focus_spec.max_items) if has_boxes else [[] for _ in chunk]
+        # The photo's label is its decisive item's (the manifest's quad): the focus stage
+        # learns and is calibrated on the item found there.
+        boxes = [_decisive(item, item_boxes) for item, item_boxes in zip(chunk, found)]
         if any(i.quad is not None for i in chunk) and has_boxes:
             localisation[split] = localisation_summary(chunk, boxes)
+            if focus_spec.max_items > 1:
+                localisation[split]["items"] = item_detection_summary([i.item_quads for i in chunk], found)
         if split == "train" and has_boxes:
             missing = [k for k, item in enumerate(chunk) if item.crop is None]
             crops = np.stack([item.crop if item.crop is not None else np.zeros((focus_spec.input_size,) * 2 + (3,), np.uint8) for item in chunk])
@@ -128,6 +136,10 @@ def train_two_stage(config: TrainConfig, reporter: Reporter | None = None) -> Tw
     for split, summary in localisation.items():
         reporter.message(f"localisation {split}: median IoU {summary['median_iou']:.3f}, "
                          f"IoU >= 0.7 on {summary['iou_at_least_0.7']:.1%} of {summary['n']} photos")
+        if "items" in summary:
+            found = summary["items"]
+            reporter.message(f"items {split}: recall at IoU 0.5 {found['recall_at_iou_0.5']:.3f}, "
+                             f"{found['false_items_per_photo']:.3f} false items per photo, count exact on {found['count_exact']:.1%}")
 
     # 4. the focus stage: linear probe, then the last blocks with the head
     started = time.perf_counter()
@@ -219,14 +231,23 @@ def _trunk_features(
 
 
 def _glance_targets(items: list[GlanceItem], grid: tuple[int, int], spec: PreprocessSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per photo: the share of each cell that an item covers, and, per cell, the up vector of
+    the items covering it (weighted by their cover; the one item's up everywhere for a photo
+    of one item)."""
     objectness = np.zeros((len(items), *grid), np.float32)
-    up = np.zeros((len(items), 2), np.float32)
+    up = np.zeros((len(items), 2, *grid), np.float32)
     known = np.zeros(len(items), bool)
     for k, item in enumerate(items):
         if item.quad is None:
             continue
-        objectness[k] = objectness_target(item.frame.to_glance(item.quad), grid, spec.input_size)
-        up[k] = OrientedBox.from_quad(item.quad).up
+        quads = item.item_quads or (item.quad,)
+        covers = np.stack([objectness_target(item.frame.to_glance(quad), grid, spec.input_size) for quad in quads])
+        vectors = np.stack([OrientedBox.from_quad(quad).up for quad in quads])
+        objectness[k] = covers.max(axis=0)
+        if len(quads) == 1:
+            up[k] = vectors[0][:, None, None]
+        else:
+            up[k] = np.einsum("ihw,ic->chw", covers, vectors) / np.maximum(covers.sum(axis=0), 1e-6)
         known[k] = True
     return objectness, up, known
 
@@ -252,7 +273,7 @@ def _train_glance(
                 target = objectness[index]
                 loss = F.binary_cross_entropy_with_logits(logits, target)
                 weight = target / target.sum(dim=(1, 2), keepdim=True).clamp_min(1e-6)
-                loss = loss + ((vectors - up[index][:, :, None, None]).pow(2).sum(1) * weight).sum((1, 2)).mean()
+                loss = loss + ((vectors - up[index]).pow(2).sum(1) * weight).sum((1, 2)).mean()
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -272,11 +293,45 @@ def glance_maps(model: TwoStageModel, features: np.ndarray, batch_size: int = 25
     return np.concatenate(objectness), np.concatenate(up)
 
 
-def _glance_boxes(model: TwoStageModel, features: np.ndarray, items: list[GlanceItem], spec: PreprocessSpec) -> list[OrientedBox | None]:
+def _glance_boxes(
+    model: TwoStageModel, features: np.ndarray, items: list[GlanceItem], spec: PreprocessSpec, max_items: int
+) -> list[list[OrientedBox]]:
     if not len(items):
         return []
     objectness, up = glance_maps(model, features)
-    return [box_from_maps(objectness[k], up[k], item.frame, spec.input_size) for k, item in enumerate(items)]
+    return [boxes_from_maps(objectness[k], up[k], item.frame, spec.input_size, max_items) for k, item in enumerate(items)]
+
+
+def _decisive(item: GlanceItem, boxes: list[OrientedBox]) -> OrientedBox | None:
+    """The found box of the photo's decisive item: the one that overlaps its quad most (the
+    largest when the photo has no quad or one item only)."""
+    if not boxes:
+        return None
+    if item.quad is None or len(boxes) == 1:
+        return boxes[0]
+    return max(boxes, key=lambda box: polygon_iou(item.quad, box.corners()))
+
+
+def item_detection_summary(truths: list[tuple[np.ndarray, ...]], found: list[list[OrientedBox]], iou: float = 0.5) -> dict[str, Any]:
+    """Every item found? Greedy one-to-one matching per photo at IoU >= ``iou``: recall of
+    the true items, false items per photo, and the share of photos whose count is exact."""
+    matched = true_items = false_items = exact = 0
+    for quads, boxes in zip(truths, found):
+        pairs = sorted(((polygon_iou(quad, box.corners()), i, j) for i, quad in enumerate(quads) for j, box in enumerate(boxes)), reverse=True)
+        used_true, used_found = set(), set()
+        for overlap, i, j in pairs:
+            if overlap >= iou and i not in used_true and j not in used_found:
+                used_true.add(i)
+                used_found.add(j)
+        matched += len(used_true)
+        true_items += len(quads)
+        false_items += len(boxes) - len(used_found)
+        exact += len(boxes) == len(quads)
+    photos = max(len(truths), 1)
+    return {
+        "recall_at_iou_0.5": matched / max(true_items, 1), "false_items_per_photo": false_items / photos,
+        "count_exact": exact / photos, "n_items": true_items, "n_photos": len(truths),
+    }
 
 
 def localisation_summary(items: list[GlanceItem], boxes: list[OrientedBox | None]) -> dict[str, Any]:
@@ -389,4 +444,4 @@ def _val_metrics(logits: np.ndarray, labels: np.ndarray, classes: list[str]) -> 
     }
 
 
-__all__ = ["TwoStageResult", "glance_maps", "localisation_summary", "specs_for", "train_two_stage"]
+__all__ = ["TwoStageResult", "glance_maps", "item_detection_summary", "localisation_summary", "specs_for", "train_two_stage"]
