@@ -152,10 +152,14 @@ def outputs_for_paths(
             good = [k for k, item in enumerate(prepared) if isinstance(item, PreparedPhoto)]
             result.failures.extend(item for item in prepared if isinstance(item, UnusableFile))
             if good:
-                crops, views = focus_inputs(model, [prepared[k] for k in good])
+                if model.metadata.finds_items:
+                    crops, views, found = _decisive_items(model, [prepared[k] for k in good], tuple(outputs))
+                else:
+                    crops, views = focus_inputs(model, [prepared[k] for k in good])
+                    found = model.run(crops, outputs=tuple(outputs))
                 result.views.extend(views)
                 result.kept.extend(start + k for k in good)
-                for name, value in model.run(crops, outputs=tuple(outputs)).items():
+                for name, value in found.items():
                     chunks[name].append(value)
                 if read_print:
                     from longteng.inference.text_check import DEFAULT_DETECTION_SIDE, read_text
@@ -168,6 +172,20 @@ def outputs_for_paths(
                 progress(len(prepared))
     result.outputs = {name: np.concatenate(parts) for name, parts in chunks.items() if parts}
     return result
+
+
+def _decisive_items(model, photos: Sequence[PreparedPhoto], outputs: tuple[str, ...]) -> tuple[np.ndarray, list[FocusView], dict[str, np.ndarray]]:
+    """A model that finds several items: per photo, the crop, view and outputs of its most
+    suspicious item (the largest counterfeit score before the score calibration, which is
+    monotone in it), as Predictor judges the photo."""
+    from longteng.decision import counterfeit_score
+
+    crops, views, owners = focus_items(model, photos)
+    found = model.run(crops, outputs=tuple(dict.fromkeys(("probabilities", *outputs))))
+    mass = counterfeit_score(found["probabilities"], model.metadata.class_names)
+    owners_array = np.asarray(owners)
+    chosen = [int(np.flatnonzero(owners_array == i)[np.argmax(mass[owners_array == i])]) for i in range(len(photos))]
+    return crops[chosen], [views[k] for k in chosen], {name: found[name][chosen] for name in outputs}
 
 
 @dataclass(frozen=True)

@@ -166,3 +166,15 @@ def test_score_keeps_one_row_per_photo_with_its_items(items_model, tmp_path, suf
         assert row["item_count"] == expected["item_count"]
         assert [i["verdict"] for i in items] == [i["verdict"] for i in expected["items_in_photo"]]
         assert [i["box"] for i in items] == [i["box"] for i in expected["items_in_photo"]]
+
+
+@pytest.mark.slow
+def test_evaluate_judges_a_photo_by_its_most_suspicious_item(items_model):
+    """Through the runtime's path: the crop evaluated is the decisive item's, at the box of the
+    photo's decisive item in the manifest (its fake, for a counterfeit photo)."""
+    from longteng.training.evaluate import evaluate_model
+
+    root, _, exported = items_model
+    report = evaluate_model(exported.path, root / "data", "test").report
+    assert report["localisation"]["median_iou"] > 0.6
+    assert report["counterfeit"]["roc_auc"] >= 0.9
