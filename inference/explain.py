@@ -37,17 +37,19 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from longteng.data.layout import split_class_name
-from longteng.decision import GENUINE, REFER, Decision, is_counterfeit_class
+from longteng.decision import COUNTERFEIT, GENUINE, REFER, Decision, is_counterfeit_class
 from longteng.errors import ConfigError
 from longteng.imageio import DEFAULT_MAX_PIXELS, load_decoded, load_image
 from longteng.preprocess import PreprocessSpec, content_box
 
 if TYPE_CHECKING:
-    from longteng.focus import FocusSpec
+    from longteng.focus import FocusSpec, OrientedBox
     from longteng.inference.two_stage import FocusView
 
 FORMATS = {"jpg": "JPEG", "png": "PNG"}
 TEXT_BOX_COLOUR = (255, 40, 40)
+# Each item's box in a photo of several, by its verdict.
+VERDICT_COLOURS = {GENUINE: (60, 220, 90), REFER: (255, 190, 40), COUNTERFEIT: (255, 40, 40)}
 # Anchor colours of the heat scale from 0 (no evidence) to 1 (strongest), roughly "inferno"
 # with the dark end lifted so low heat still reads as a colour on a dark photo.
 _ANCHORS = np.array(
@@ -93,13 +95,16 @@ def write_overlay(
     view: "FocusView | None" = None,
     focus: "FocusSpec | None" = None,
     text_box: "Sequence[tuple[float, float]] | None" = None,
+    items: "Sequence[tuple[OrientedBox, str]]" = (),
 ) -> Path:
     """Reload ``path`` upright at full size, blend its heatmap and save it; return the file written.
 
     Two-stage models (``view`` and ``focus`` given): the map was computed on the upright focus
     crop; it is turned back onto the photo where the crop came from, and the product's box
     is drawn; ``text_box`` (where the text check read a mismatch, in the stored photo's
-    pixels) is outlined in red.
+    pixels) is outlined in red. ``items`` (a model that finds several items): every item's box
+    in the stored photo's pixels with its verdict, outlined in the verdict's colour; the heatmap
+    is the decisive item's.
 
     Raises ImageLoadError if the photo cannot be decoded again, OSError if writing fails.
     """
@@ -111,10 +116,13 @@ def write_overlay(
     heat = evidence_map(class_maps, decision, class_names)
     if view is not None and focus is not None:
         overlay = blend_focus(photo, heat, view, focus, options.opacity)
+        scale = photo.width / view.original_size[0]
+        width = max(2, round(min(photo.size) / 300))
+        draw = ImageDraw.Draw(overlay)
+        for box, verdict in items:
+            draw.polygon([(x * scale, y * scale) for x, y in box.corners()], outline=VERDICT_COLOURS[verdict], width=width)
         if text_box is not None:
-            scale = photo.width / view.original_size[0]
-            width = max(2, round(min(photo.size) / 300))
-            ImageDraw.Draw(overlay).polygon([(x * scale, y * scale) for x, y in text_box], outline=TEXT_BOX_COLOUR, width=width)
+            draw.polygon([(x * scale, y * scale) for x, y in text_box], outline=TEXT_BOX_COLOUR, width=width)
     else:
         overlay = blend(photo, heat, spec, options.opacity)
     target = options.out_dir / overlay_name(path, options.image_format)
@@ -123,6 +131,11 @@ def write_overlay(
     else:
         overlay.save(target, FORMATS["png"], compress_level=1)  # fast: overlays are for looking at
     return target
+
+
+def item_outlines(prediction) -> list[tuple["OrientedBox", str]]:
+    """A PhotoPrediction's items as write_overlay draws them: (box in the stored photo's pixels, verdict)."""
+    return [(item.view.box_in_original, item.decision.verdict) for item in prediction.items]
 
 
 def evidence_map(class_maps: np.ndarray, decision: Decision, class_names: Sequence[str]) -> np.ndarray:

@@ -81,13 +81,14 @@ def _explain(
         return None, None
     if prediction.class_maps is None:
         return None, PhotoFailure(prediction.path, EXPLAIN_FAILED, "the model gave no class maps")
-    from longteng.inference.explain import write_overlay
+    from longteng.inference.explain import item_outlines, write_overlay
 
     try:
         overlay = write_overlay(
             prediction.path, prediction.decision, prediction.class_maps, metadata.class_names,
             metadata.preprocess, options, view=prediction.view, focus=metadata.focus,
             text_box=prediction.text_box,
+            items=item_outlines(prediction),
         )
     except ImageLoadError as exc:
         return None, PhotoFailure(prediction.path, EXPLAIN_FAILED, f"cannot reload the photo ({exc.reason}: {exc.detail})")

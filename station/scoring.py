@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from longteng.imageio import DEFAULT_MAX_PIXELS
-from longteng.inference.explain import ExplainOptions, write_overlay
+from longteng.inference.explain import ExplainOptions, item_outlines, write_overlay
 from longteng.inference.predict import PhotoFailure, PhotoPrediction, PredictOptions, Predictor, decode_photo
 from longteng.inference.records import failure_record, photo_record
 
@@ -69,7 +69,7 @@ class Scorer:
             written = write_overlay(
                 prediction.path, prediction.decision, prediction.class_maps, self.metadata.class_names,
                 self.metadata.preprocess, options, view=prediction.view, focus=self.metadata.focus,
-                text_box=prediction.text_box,
+                text_box=prediction.text_box, items=item_outlines(prediction),
             )
         except Exception:  # noqa: BLE001 - a heatmap is evidence, not the verdict: never lose the verdict for it
             return None

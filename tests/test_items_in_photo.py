@@ -178,3 +178,25 @@ def test_evaluate_judges_a_photo_by_its_most_suspicious_item(items_model):
     report = evaluate_model(exported.path, root / "data", "test").report
     assert report["localisation"]["median_iou"] > 0.6
     assert report["counterfeit"]["roc_auc"] >= 0.9
+
+
+@pytest.mark.slow
+def test_the_heatmap_outlines_every_item_in_its_verdicts_colour(items_model, tmp_path, capsys):
+    from longteng.inference.explain import VERDICT_COLOURS
+
+    _, _, exported = items_model
+    image, _ = _photo(np.random.default_rng(7), 3, fakes={0})
+    image.save(tmp_path / "box.png")
+    assert main(["predict", "--json", "--model", str(exported.path), str(tmp_path / "box.png"), "--explain", str(tmp_path / "heat"),
+                 "--explain-format", "png"]) in (0, 3)
+    row = json.loads(capsys.readouterr().out.splitlines()[0])
+    overlay = np.asarray(Image.open(row["explain"]).convert("RGB"), np.int16)
+    scale = overlay.shape[1] / SIZE[0]
+    for item in row["items_in_photo"]:
+        corners = np.asarray(item["box"]) * scale
+        colour = np.array(VERDICT_COLOURS[item["verdict"]])
+        # The middle of each edge of the item's box is drawn in its verdict's colour.
+        for a, b in zip(corners, np.roll(corners, -1, axis=0)):
+            x, y = np.rint((a + b) / 2).astype(int)
+            patch = overlay[max(y - 2, 0) : y + 3, max(x - 2, 0) : x + 3].reshape(-1, 3)
+            assert np.abs(patch - colour).sum(axis=1).min() < 40, (item["verdict"], (x, y))
