@@ -100,6 +100,12 @@ class TableWriter:
         if record["kind"] == "item":
             photos = record["photos"]
             details += f"\n{len(photos)} photo{'s' * (len(photos) != 1)}; decisive: {self._show(record['decisive_photo'])}"
+        if record.get("items_in_photo") is not None:
+            found = record["items_in_photo"]
+            details += f"\n{record['item_count']} item{'s' * (record['item_count'] != 1)} found"
+            for number, item in enumerate(found, start=1):
+                centre = " ".join(f"{sum(c) / len(c):.0f}" for c in zip(*item["box"]))
+                details += f"\n  #{number} {item['verdict']} {_percent(item['confidence'])} at ({centre})"
         cells = [
             Text(self._show(record["item"])) if record["kind"] == "item" else _file_cell(record["path"], self._encoding),
             Text(label, style=VERDICT_STYLES[verdict]),
