@@ -143,7 +143,7 @@ def main() -> int:
             files = sorted((root / "photos").rglob("*.jpg"))
             entry: dict = {"photos": len(files), "mean_file_kb": sum(f.stat().st_size for f in files) / len(files) / 1e3}
             decode_s, prepared = _decode_alone(files, args.model, cores)
-            infer_s, parts = _infer_alone(prepared, args.model, args.batch_size, args.cores)
+            infer_s, parts = _infer_alone(prepared, args.model, args.batch_size, cores)
             del prepared
             entry["D_ms"], entry["M_ms"] = 1000 * decode_s / len(files), 1000 * infer_s / len(files)
             entry.update(parts)
