@@ -101,7 +101,7 @@ def items_model(tmp_path_factory):
     root = tmp_path_factory.mktemp("items")
     _dataset(root / "data", {"train": 40, "val": 12, "test": 12})
     config = TrainConfig(
-        data=str(root / "data"), out=str(root / "run"), epochs=3, glance_size=256, focus_size=96, glance_epochs=60,
+        data=str(root / "data"), out=str(root / "run"), epochs=3, glance_size=256, focus_size=96, glance_epochs=150,
         batch_size=16, lr=2e-3, workers=1, eval_batch_size=32,
     )
     result = train_two_stage(config)
