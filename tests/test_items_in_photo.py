@@ -200,3 +200,28 @@ def test_the_heatmap_outlines_every_item_in_its_verdicts_colour(items_model, tmp
             x, y = np.rint((a + b) / 2).astype(int)
             patch = overlay[max(y - 2, 0) : y + 3, max(x - 2, 0) : x + 3].reshape(-1, 3)
             assert np.abs(patch - colour).sum(axis=1).min() < 40, (item["verdict"], (x, y))
+
+
+def test_every_item_of_an_opened_box_is_a_training_example(tmp_path):
+    """Besides each photo's decisive item, the others, each with its own label and its box."""
+    from longteng.data.layout import scan_dataset
+    from longteng.training.focus_data import glance_items
+    from longteng.training.two_stage_trainer import _other_items, specs_for
+    from longteng.training.config import TrainConfig
+
+    _dataset(tmp_path / "data", {"train": 10})
+    records = scan_dataset(tmp_path / "data")
+    glance_spec, focus_spec = specs_for(TrainConfig(data=str(tmp_path / "data"), out=str(tmp_path / "run")))
+    items, failures = glance_items(tmp_path / "data", records, glance_spec, focus_spec, crop_seed=None, workers=1)
+    assert not failures
+    classes = ["gadget/counterfeit", "gadget/genuine"]
+    others, boxes, labels = _other_items(items, classes, seed=0)
+    listed = [json.loads(r.extra["items"]) for r in records]
+    assert len(others) == sum(len(photo) - 1 for photo in listed) > 0
+    for item, box, label in zip(others, boxes, labels):
+        truth = json.loads(item.record.extra["items"])
+        # The box is one of the photo's other items (jittered), and the label is that item's.
+        overlaps = [polygon_iou(quad, box.corners()) for quad in item.item_quads]
+        k = int(np.argmax(overlaps))
+        assert overlaps[k] > 0.5 and not np.allclose(item.item_quads[k], item.quad)
+        assert classes[label] == f"gadget/{truth[k]['authenticity']}"

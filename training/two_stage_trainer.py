@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from longteng import __version__
-from longteng.data.layout import Record, class_names, manifest_hash, scan_dataset
+from longteng.data.layout import Record, class_name, class_names, manifest_hash, scan_dataset
 from longteng.decision import calibrated_probabilities, counterfeit_score, is_counterfeit_class
 from longteng.errors import ConfigError, DatasetError
 from longteng.focus import MAX_ITEMS, FocusSpec, OrientedBox, boxes_from_maps, iou_summary, objectness_target, polygon_iou
@@ -35,7 +35,7 @@ from longteng.model.two_stage import TRUNK_CHANNELS, TwoStageConfig, TwoStageMod
 from longteng.preprocess import PreprocessSpec, normalize
 from longteng.training.calibration import fit_calibration
 from longteng.training.config import TrainConfig
-from longteng.training.focus_data import GlanceItem, crops_at, glance_items
+from longteng.training.focus_data import GlanceItem, crops_at, glance_items, jittered
 from longteng.training.metrics import counterfeit_auc
 from longteng.training.operating_point import choose_operating_point
 from longteng.training.progress import Reporter, SilentReporter
@@ -127,8 +127,17 @@ def train_two_stage(config: TrainConfig, reporter: Reporter | None = None) -> Tw
         else:
             with reporter.task(f"focus crops {split}", len(chunk)) as advance:
                 crops = crops_at(Path(config.data), chunk, boxes, glance_spec, focus_spec, workers=max(1, config.workers), progress=advance)
-        features = _trunk_features(model, crops, glance_spec, config, reporter, f"focus features {split}")
         labels = np.array([classes.index(i.record.label) for i in chunk], dtype=np.int64)
+        if split == "train" and has_boxes and focus_spec.max_items > 1:
+            # Every item of an opened box is a training example with its own label, not only
+            # the photo's decisive one.
+            others, other_boxes, other_labels = _other_items(chunk, classes, config.seed)
+            with reporter.task("focus crops of the other items", len(others)) as advance:
+                crops = np.concatenate([crops, crops_at(Path(config.data), others, other_boxes, glance_spec, focus_spec,
+                                                        workers=max(1, config.workers), progress=advance)])
+            labels = np.concatenate([labels, np.array(other_labels, dtype=np.int64)])
+            chunk, boxes = [*chunk, *others], [*boxes, *other_boxes]
+        features = _trunk_features(model, crops, glance_spec, config, reporter, f"focus features {split}")
         splits[split] = FocusSplit(chunk, labels, boxes, features)
         for item in chunk:
             object.__setattr__(item, "crop", None)  # the features are what training needs now
@@ -161,7 +170,8 @@ def train_two_stage(config: TrainConfig, reporter: Reporter | None = None) -> Tw
     )
     report: dict[str, Any] | None = None
     test = splits["test"]
-    metrics: dict[str, Any] = {"history": history, "timings": timings, "localisation": localisation}
+    metrics: dict[str, Any] = {"history": history, "timings": timings, "localisation": localisation,
+                               "focus_train_examples": len(splits["train"].labels)}
     if len(test.labels):
         test_logits = _focus_logits(model, test.features, config)
         report = evaluation_report(
@@ -300,6 +310,26 @@ def _glance_boxes(
         return []
     objectness, up = glance_maps(model, features)
     return [boxes_from_maps(objectness[k], up[k], item.frame, spec.input_size, max_items) for k, item in enumerate(items)]
+
+
+def _other_items(items: list[GlanceItem], classes: list[str], seed: int) -> tuple[list[GlanceItem], list[OrientedBox], list[int]]:
+    """The items of each photo besides its decisive one (the manifest's quad), each with its
+    jittered box (as training crops are jittered) and its own class, where the manifest names
+    a product and authenticity the model has classes for."""
+    rng = np.random.default_rng([seed, 13])
+    others, boxes, labels = [], [], []
+    for item in items:
+        if item.quad is None or len(item.item_quads) < 2:
+            continue
+        listed = json.loads(item.record.extra["items"])
+        for entry, quad in zip(listed, item.item_quads):
+            label = class_name(str(entry.get("product", item.record.product)), str(entry.get("authenticity", "")))
+            if np.allclose(quad, item.quad) or label not in classes:
+                continue
+            others.append(item)
+            boxes.append(jittered(OrientedBox.from_quad(quad), rng))
+            labels.append(classes.index(label))
+    return others, boxes, labels
 
 
 def _decisive(item: GlanceItem, boxes: list[OrientedBox]) -> OrientedBox | None:
