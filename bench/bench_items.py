@@ -38,9 +38,10 @@ def main() -> None:
     args = parser.parse_args()
     from longteng.data.layout import parse_tells, scan_dataset
     from longteng.decision import COUNTERFEIT, REFER
-    from longteng.focus import parse_item_quads, polygon_iou
+    from longteng.focus import parse_item_quads
     from longteng.inference.predict import PhotoFailure, Predictor
     from longteng.training.detectors import detector_report
+    from longteng.training.two_stage_trainer import match_items
 
     records = [r for r in scan_dataset(args.data) if r.extra.get("items")]
     if args.limit:
@@ -64,17 +65,10 @@ def main() -> None:
         size = prediction.view.original_size
         quads = parse_item_quads(record.extra["items"], size)
         found = prediction.items
-        pairs = sorted(((polygon_iou(q, item.view.box_in_original.corners()), i, j)
-                        for i, q in enumerate(quads) for j, item in enumerate(found)), reverse=True)
-        used_true: dict[int, int] = {}
-        used_found: set[int] = set()
-        for overlap, i, j in pairs:
-            if overlap >= 0.5 and i not in used_true and j not in used_found:
-                used_true[i] = j
-                used_found.add(j)
+        used_true = match_items(quads, [item.view.box_in_original for item in found])
         matched += len(used_true)
         true_items += len(quads)
-        false_items += len(found) - len(used_found)
+        false_items += len(found) - len(used_true)
         exact += len(found) == len(quads)
         for i, j in used_true.items():
             item_scores.append(found[j].decision.counterfeit_score)

@@ -16,6 +16,7 @@ import dataclasses
 import json
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -342,20 +343,26 @@ def _decisive(item: GlanceItem, boxes: list[OrientedBox]) -> OrientedBox | None:
     return max(boxes, key=lambda box: polygon_iou(item.quad, box.corners()))
 
 
+def match_items(quads: Sequence[np.ndarray], boxes: Sequence[OrientedBox], iou: float = 0.5) -> dict[int, int]:
+    """One photo's true items (quads) to the boxes found, greedily by overlap, one to one, at
+    IoU >= ``iou``: {index of the quad: index of its box}."""
+    pairs = sorted(((polygon_iou(quad, box.corners()), i, j) for i, quad in enumerate(quads) for j, box in enumerate(boxes)), reverse=True)
+    matched: dict[int, int] = {}
+    for overlap, i, j in pairs:
+        if overlap >= iou and i not in matched and j not in matched.values():
+            matched[i] = j
+    return matched
+
+
 def item_detection_summary(truths: list[tuple[np.ndarray, ...]], found: list[list[OrientedBox]], iou: float = 0.5) -> dict[str, Any]:
     """Every item found? Greedy one-to-one matching per photo at IoU >= ``iou``: recall of
     the true items, false items per photo, and the share of photos whose count is exact."""
     matched = true_items = false_items = exact = 0
     for quads, boxes in zip(truths, found):
-        pairs = sorted(((polygon_iou(quad, box.corners()), i, j) for i, quad in enumerate(quads) for j, box in enumerate(boxes)), reverse=True)
-        used_true, used_found = set(), set()
-        for overlap, i, j in pairs:
-            if overlap >= iou and i not in used_true and j not in used_found:
-                used_true.add(i)
-                used_found.add(j)
-        matched += len(used_true)
+        pairs = match_items(quads, boxes, iou)
+        matched += len(pairs)
         true_items += len(quads)
-        false_items += len(boxes) - len(used_found)
+        false_items += len(boxes) - len(pairs)
         exact += len(boxes) == len(quads)
     photos = max(len(truths), 1)
     return {
@@ -474,4 +481,6 @@ def _val_metrics(logits: np.ndarray, labels: np.ndarray, classes: list[str]) -> 
     }
 
 
-__all__ = ["TwoStageResult", "glance_maps", "item_detection_summary", "localisation_summary", "specs_for", "train_two_stage"]
+__all__ = [
+    "TwoStageResult", "glance_maps", "item_detection_summary", "localisation_summary", "match_items", "specs_for", "train_two_stage",
+]
