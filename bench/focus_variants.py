@@ -132,7 +132,8 @@ def prepare(data: Path, test: Path, work: Path, size: int) -> None:
             crops = np.stack([item.crop for item in chunk])
         else:
             features = trainer._trunk_features(model, [i.glance for i in chunk], glance_spec, config, reporter, f"glance {name}")
-            crops = crops_at(root, chunk, trainer._glance_boxes(model, features, chunk, glance_spec), glance_spec, focus_spec, workers=2)
+            boxes = [found[0] if found else None for found in trainer._glance_boxes(model, features, chunk, glance_spec, 1)]
+            crops = crops_at(root, chunk, boxes, glance_spec, focus_spec, workers=2)
         np.save(work / f"{name}_crops{size}.npy", crops)
         labels = [classes.index(item.record.label) for item in chunk]
         tells = [sorted(item.record.tells()) for item in chunk]
