@@ -21,11 +21,12 @@ evidence either way. The registry is JSON in the model's metadata (``longteng.te
 
 from __future__ import annotations
 
-import functools
 import json
 import math
+import threading
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -232,14 +233,48 @@ def _usable(reads: Iterable[TextRead]) -> list[TextRead]:
     return [r for r in reads if r.confidence >= MIN_CONFIDENCE and len(r.text.strip()) >= MIN_LENGTH]
 
 
-@functools.lru_cache(maxsize=4)
+# Loaded OCR engines by (threads, detection side): importing rapidocr (OpenCV) and opening its
+# three ONNX sessions takes about 0.8 s, so an officer's first photo should not wait for it twice.
+_ENGINES: dict[tuple[int, int], Future] = {}
+_ENGINES_LOCK = threading.Lock()
+
+
+def prepare_ocr(threads: int = 0, detection_side: int = DEFAULT_DETECTION_SIDE) -> None:
+    """Start loading the OCR engine in a background thread, so that it overlaps with decoding
+    the photo and running the networks (both release the GIL); `read_text` waits for it.
+    Not a daemon thread: the interpreter must never stop in the middle of an import."""
+    _engine_future(threads, detection_side, background=True)
+
+
 def _engine(threads: int, detection_side: int):
+    return _engine_future(threads, detection_side, background=False).result()
+
+
+def _engine_future(threads: int, detection_side: int, background: bool) -> Future:
+    key = (threads, detection_side)
+    with _ENGINES_LOCK:
+        future = _ENGINES.get(key)
+        loader_needed = future is None
+        if loader_needed:
+            future = _ENGINES[key] = Future()
+    if loader_needed:
+        if background:
+            threading.Thread(target=_load_engine, args=(future, threads, detection_side), name="longteng-ocr-load").start()
+        else:
+            _load_engine(future, threads, detection_side)
+    return future
+
+
+def _load_engine(future: Future, threads: int, detection_side: int) -> None:
     try:
-        from rapidocr_onnxruntime import RapidOCR
-    except ImportError:
-        raise ConfigError("the text check needs rapidocr_onnxruntime: pip install rapidocr_onnxruntime") from None
-    # threads 0: onnxruntime's default (all cores); a score worker process reads with one.
-    return RapidOCR(det_limit_side_len=detection_side, **({"intra_op_num_threads": threads} if threads > 0 else {}))
+        try:
+            from rapidocr_onnxruntime import RapidOCR
+        except ImportError:
+            raise ConfigError("the text check needs rapidocr_onnxruntime: pip install rapidocr_onnxruntime") from None
+        # threads 0: onnxruntime's default (all cores); a score worker process reads with one.
+        future.set_result(RapidOCR(det_limit_side_len=detection_side, **({"intra_op_num_threads": threads} if threads > 0 else {})))
+    except BaseException as error:  # handed to whoever reads, in its own thread
+        future.set_exception(error)
 
 
 def read_text(crop: np.ndarray, threads: int = 0, detection_side: int = DEFAULT_DETECTION_SIDE) -> list[TextRead]:

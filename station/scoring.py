@@ -38,6 +38,7 @@ class Scorer:
         # Not spinning: request threads decode photos on the same cores while the model idles
         # between batches (as score's local engine; bench/bench_station.py measures it).
         self.predictor = Predictor(model_path, PredictOptions(threads=options.threads, max_pixels=options.max_pixels, spin=False))
+        self.predictor.prepare()
         self.metadata = self.predictor.metadata
         self.explain = ExplainOptions(Path(heatmap_dir), "jpg", max_pixels=options.max_pixels, max_side=HEATMAP_SIDE)
         self._queue: queue.Queue = queue.Queue()

@@ -9,7 +9,8 @@ import numpy as np
 
 from longteng.errors import ConfigError
 from longteng.inference.text_check import (
-    DEFAULT_DETECTION_SIDE, LEGACY_DETECTION_SIDE, TextRead, TextRegistry, apply_text_check, edit_distance, read_text, shape,
+    DEFAULT_DETECTION_SIDE, LEGACY_DETECTION_SIDE, TextRead, TextRegistry, apply_text_check, edit_distance, prepare_ocr, read_text,
+    shape,
 )
 
 BOX = ((0.0, 0.0), (10.0, 0.0), (10.0, 5.0), (0.0, 5.0))
@@ -39,17 +40,38 @@ def test_a_registry_from_before_the_detection_side_reads_as_it_was_learnt():
     assert old.detection_side == LEGACY_DETECTION_SIDE == 736
 
 
-@pytest.mark.parametrize("side", [DEFAULT_DETECTION_SIDE, LEGACY_DETECTION_SIDE])
-def test_ocr_reads_a_printed_word_at_either_detection_side(side):
+def printed_word(text: str = "KORVEX") -> np.ndarray:
     from PIL import Image, ImageDraw, ImageFont
 
     image = Image.new("RGB", (384, 384), (235, 235, 230))
-    ImageDraw.Draw(image).text((192, 192), "KORVEX", fill=(20, 20, 20), font=ImageFont.load_default(size=50), anchor="mm")
-    found = read_text(np.asarray(image), threads=1, detection_side=side)
+    ImageDraw.Draw(image).text((192, 192), text, fill=(20, 20, 20), font=ImageFont.load_default(size=50), anchor="mm")
+    return np.asarray(image)
+
+
+@pytest.mark.parametrize("side", [DEFAULT_DETECTION_SIDE, LEGACY_DETECTION_SIDE])
+def test_ocr_reads_a_printed_word_at_either_detection_side(side):
+    found = read_text(printed_word(), threads=1, detection_side=side)
     assert [r.text for r in found] == ["KORVEX"] and found[0].confidence > 0.9
     # The box is in the crop's own pixels whatever the detector's scale: around the middle.
     centre = np.mean(found[0].box, axis=0)
     assert np.all(np.abs(centre - 192) < 20)
+
+
+def test_ocr_loaded_in_the_background_is_loaded_once_and_reads_from_every_thread():
+    """predict and the station start loading OCR before the first photo is decoded; readers
+    that arrive meanwhile wait for that one engine instead of building their own."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from longteng.inference import text_check
+
+    key = (2, DEFAULT_DETECTION_SIDE)
+    for _ in range(3):
+        prepare_ocr(*key)
+    future = text_check._ENGINES[key]
+    with ThreadPoolExecutor(4) as pool:
+        found = list(pool.map(lambda _: read_text(printed_word(), *key), range(4)))
+    assert [[r.text for r in reads] for reads in found] == [["KORVEX"]] * 4
+    assert text_check._ENGINES[key] is future and future.done()
 
 
 @pytest.mark.parametrize("text", [

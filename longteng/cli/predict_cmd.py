@@ -65,6 +65,7 @@ def predict_command(
     # Everything fatal happens here, before the first photo is touched.
     model_path = resolve_model_path(model)
     predictor = Predictor(model_path, options)
+    predictor.prepare()
     explain_options = _explain_options(explain, explain_format, options.max_pixels, predictor)
 
     writer = _writer(as_json, as_csv, items=bool(item or group_by), predictor=predictor, explain=explain is not None)
