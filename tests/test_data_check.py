@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageEnhance
 
 from longteng.cli.main import main
 from longteng.data import phash
@@ -230,7 +230,34 @@ NEAR_VARIANTS = [
         lambda image: image.resize((144, 108), Image.Resampling.BILINEAR), "z-variant.jpg", id="resized-90pct"
     ),
     pytest.param(lambda image: image, "z-variant.png", id="same-pixels-as-png"),
+    pytest.param(lambda image: ImageEnhance.Brightness(image).enhance(1.2), "z-variant.jpg", id="brightened-20pct"),
 ]
+
+
+def _same_grey_other_colours(seed: int) -> tuple[Image.Image, Image.Image]:
+    """Two photos whose grey images are identical (so their pHashes are) and whose colours
+    are not: each pixel moves along a direction that leaves luminance unchanged, one photo
+    one way, the other the opposite way."""
+    rng = np.random.default_rng(seed)
+    grey = np.asarray(Image.fromarray(rng.integers(90, 160, (3, 4), dtype=np.uint8)).resize((160, 120), Image.Resampling.BICUBIC), dtype=np.float64)
+    pattern = np.asarray(Image.fromarray(rng.integers(0, 256, (6, 8), dtype=np.uint8)).resize((160, 120), Image.Resampling.NEAREST), dtype=np.float64) / 255 - 0.5
+    no_luminance = np.array([1.0, -0.299 / 0.587, 0.0]) * 80  # 0.299 R + 0.587 G + 0.114 B unchanged
+    made = [grey[..., None] + sign * pattern[..., None] * no_luminance for sign in (1, -1)]
+    return tuple(Image.fromarray(np.clip(np.round(m), 0, 255).astype(np.uint8)) for m in made)
+
+
+def test_photos_that_share_only_their_grey_layout_are_not_near_duplicates(tmp_path):
+    first, second = _same_grey_other_colours(3)
+    assert hamming_distance(perceptual_hash(first), perceptual_hash(second)) <= 2  # the hash alone would pair them
+    dataset = Dataset(tmp_path)
+    add_classes(dataset, {"drone/genuine": {"train": 3, "test": 2}, "drone/counterfeit": {"train": 3, "test": 2}})
+    dataset.add("drone/genuine/first.png", image=first, split="train")
+    dataset.add("drone/counterfeit/second.png", image=second, split="test")
+    dataset.write_manifest()
+
+    report = check_dataset(tmp_path)
+
+    assert report.near_duplicates == [] and report.errors == []
 
 
 @pytest.mark.parametrize(("make_variant", "name"), NEAR_VARIANTS)

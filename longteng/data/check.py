@@ -27,7 +27,7 @@ from longteng.data.layout import (
     scan_dataset,
     sha256_file,
 )
-from longteng.data.phash import close_pairs, hashes_to_words, perceptual_hash
+from longteng.data.phash import alike_thumbnails, close_pairs, colour_thumbnail, hashes_to_words, perceptual_hash
 from longteng.workers import owned_pool
 from longteng.errors import ConfigError, ImageLoadError, UnusableFile
 from longteng.imageio import is_image_path, load_image
@@ -150,10 +150,12 @@ class CheckReport:
 
 @dataclass(frozen=True)
 class FileInspection:
-    """What one read of one file tells: its sha256 and, when it decodes, its perceptual hash."""
+    """What one read of one file tells: its sha256 and, when it decodes, its perceptual hash
+    and colour thumbnail."""
 
     sha256: str = ""
     phash: bytes = b""
+    thumbnail: bytes = b""
     failure: UnreadableFile | None = None
 
 
@@ -227,7 +229,7 @@ def inspect_file(path: Path | str, hash_size: int = 8) -> FileInspection:
         return FileInspection(
             failure=UnreadableFile(str(path), "unreadable", f"cannot read file ({exc.strerror or exc})")
         )
-    return FileInspection(digest, perceptual_hash(image, hash_size))
+    return FileInspection(digest, perceptual_hash(image, hash_size), colour_thumbnail(image))
 
 
 def _inspect_chunk(root: str, paths: Sequence[str], hash_size: int) -> list[FileInspection]:
@@ -349,7 +351,8 @@ def _sha256_mismatches(
 def _duplicate_groups(
     records_by_path: dict[str, list[Record]], readable: dict[str, FileInspection], max_distance: int
 ) -> tuple[list[DuplicateGroup], list[DuplicateGroup]]:
-    """Exact groups (same sha256) and near groups (close pHash between different contents)."""
+    """Exact groups (same sha256) and near groups (close pHash and alike colour thumbnails
+    between different contents)."""
     paths_by_sha: dict[str, list[str]] = defaultdict(list)
     for path, found in readable.items():
         paths_by_sha[found.sha256].append(path)
@@ -358,7 +361,13 @@ def _duplicate_groups(
     # One representative per content, so identical files alone never form a near group.
     contents = list(paths_by_sha)
     words = hashes_to_words([readable[paths_by_sha[sha][0]].phash for sha in contents])
-    labels = _component_labels(len(contents), close_pairs(words, max_distance))
+    thumbnails = [readable[paths_by_sha[sha][0]].thumbnail for sha in contents]
+    confirmed = (
+        (left[alike], right[alike])
+        for left, right in close_pairs(words, max_distance)
+        for alike in [alike_thumbnails(thumbnails, left, right)]
+    )
+    labels = _component_labels(len(contents), confirmed)
     members: dict[int, list[str]] = defaultdict(list)
     for sha, label in zip(contents, labels.tolist()):
         members[label].append(sha)
