@@ -142,25 +142,32 @@ class Predictor:
         if not self.metadata.two_stage:
             return self.predict_pixels(paths, np.stack(prepared))  # type: ignore[arg-type]
         if all(isinstance(item, FocusInput) for item in prepared):
-            # Cropped where they were decoded (score's workers): the focus stage only.
-            return self.predict_pixels(
-                paths, np.stack([item.crop for item in prepared]), [item.view for item in prepared],  # type: ignore[union-attr]
-                reads=[item.reads for item in prepared],  # type: ignore[union-attr]
-            )
+            # Cropped and read where they were decoded (score's workers): the focus stage only.
+            inputs: Sequence[FocusInput] = prepared  # type: ignore[assignment]
+            crops = np.concatenate([item.crops for item in inputs])
+            views = [view for item in inputs for view in item.views]
+            reads = None if any(item.reads is None for item in inputs) else [r for item in inputs for r in item.reads]  # type: ignore[union-attr]
+            owners = [index for index, item in enumerate(inputs) for _ in item.views]
+            if self.metadata.finds_items:
+                return self._judge_items(paths, crops, views, owners, reads)
+            return self.predict_pixels(paths, crops, views, reads=reads)
         if self.metadata.finds_items:
-            return self._predict_items(paths, prepared)  # type: ignore[arg-type]
+            crops, views, owners = focus_items(self.model, prepared)  # type: ignore[arg-type]
+            return self._judge_items(paths, crops, views, owners)
         crops, views = focus_inputs(self.model, prepared)  # type: ignore[arg-type]
         return self.predict_pixels(paths, crops, views)
 
-    def _predict_items(self, paths: Sequence[Path], prepared: Sequence[PreparedPhoto]) -> list[PhotoPrediction]:
-        """Each item of each photo through the focus stage; a photo is as suspicious as its
-        most suspicious item, by the rule that combines several photos of one item
-        (inference/items.py: an opened box with one fake among genuine items is a box with a
-        fake), and lists all of them."""
+    def _judge_items(
+        self, paths: Sequence[Path], crops: np.ndarray, views: Sequence[FocusView], owners: Sequence[int],
+        reads: Sequence[list[TextRead] | None] | None = None,
+    ) -> list[PhotoPrediction]:
+        """Each item of each photo through the focus stage (``owners``: each crop's photo); a
+        photo is as suspicious as its most suspicious item, by the rule that combines several
+        photos of one item (inference/items.py: an opened box with one fake among genuine items
+        is a box with a fake), and lists all of them."""
         from longteng.inference.items import combine  # items.py builds on this module
 
-        crops, views, owners = focus_items(self.model, prepared)
-        judged = self.predict_pixels([paths[owner] for owner in owners], crops, views)
+        judged = self.predict_pixels([paths[owner] for owner in owners], crops, views, reads=reads)
         results = []
         for index, path in enumerate(paths):
             items = [prediction for prediction, owner in zip(judged, owners) if owner == index]
@@ -256,8 +263,7 @@ def decode_photo(
     photo decoded once with its glance input; with ``model_path`` (a worker process of
     `score`), a two-stage photo is glanced at and cropped right here."""
     try:
-        # A model that finds several items per photo crops them in the process holding it.
-        if metadata.two_stage and model_path is not None and not metadata.finds_items:
+        if metadata.two_stage and model_path is not None:
             return focus_input(path, str(model_path), max_pixels)
         if metadata.two_stage:
             return prepare_photo(path, metadata, max_pixels)

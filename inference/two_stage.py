@@ -190,11 +190,12 @@ def _decisive_items(model, photos: Sequence[PreparedPhoto], outputs: tuple[str, 
 
 @dataclass(frozen=True)
 class FocusInput:
-    """A photo ready for the focus stage: its upright crop and where it came from."""
+    """A photo ready for the focus stage: the upright crop of each item found (one for a model
+    of one item) and where each came from."""
 
-    crop: np.ndarray  # uint8 (S, S, 3)
-    view: FocusView
-    reads: list | None = None  # the crop's OCR (text_check.TextRead) when the model reads print
+    crops: np.ndarray  # uint8 (K, S, S, 3)
+    views: tuple[FocusView, ...]
+    reads: tuple[list, ...] | None = None  # each crop's OCR (text_check.TextRead) when the model reads print
 
 
 @functools.lru_cache(maxsize=2)
@@ -206,15 +207,21 @@ def _worker_model(model_path: str):
 
 
 def focus_input(path: Path, model_path: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> FocusInput:
-    """Decode, glance and crop one photo where it is decoded (a `score` worker), so only the
-    384 px crop crosses back to the process that runs the focus stage in batches.
+    """Decode, glance and crop one photo where it is decoded (a `score` worker), and read the
+    print of each crop, so only the 384 px crops cross back to the process that runs the
+    focus stage in batches: an opened box's items are cut and read on every core, not one.
     Raises ImageLoadError like longteng.imageio.load_image."""
     model = _worker_model(str(model_path))
-    crops, views = focus_inputs(model, [prepare_photo(Path(path), model.metadata, max_pixels)])
+    prepared = [prepare_photo(Path(path), model.metadata, max_pixels)]
+    if model.metadata.finds_items:
+        crops, views, _ = focus_items(model, prepared)
+    else:
+        crops, views = focus_inputs(model, prepared)
     reads = None
     if model.metadata.text_registry is not None:
         from longteng.inference.text_check import read_text
 
         # The worker's one core, like its session.
-        reads = read_text(crops[0], threads=1, detection_side=model.metadata.text_registry.detection_side)
-    return FocusInput(crops[0], views[0], reads)
+        side = model.metadata.text_registry.detection_side
+        reads = tuple(read_text(crop, threads=1, detection_side=side) for crop in crops)
+    return FocusInput(crops, tuple(views), reads)
