@@ -134,3 +134,33 @@ def test_a_bad_items_per_photo_is_refused_in_one_line(text, tmp_path, capsys):
 
 def test_the_config_file_keeps_the_items_range(boxes):
     assert SynthConfig.from_json((boxes / CONFIG_NAME).read_text()).items_per_photo == (1, 6)
+
+
+def test_a_mixed_box_holds_several_families_and_the_photo_is_its_decisive_items(tmp_path):
+    out = tmp_path / "mixed"
+    config = SynthConfig(images=12, seed=3, size=(480, 360), items_per_photo=(3, 6), mixed_products=True, images_per_case=4)
+    synthesize(config, out, workers=1)
+    rows = _rows(out)
+    families_per_photo = []
+    for row in rows:
+        items = json.loads(row["items"])
+        assert {item["product"] for item in items} <= set(config.products)
+        fakes = [item for item in items if item["authenticity"] == "counterfeit"]
+        decisive = fakes[0] if fakes else items[0]
+        # The photo's folder and label are its decisive item's: the case's family.
+        assert decisive["product"] == row["product"] and row["path"].startswith(row["product"] + "/")
+        families_per_photo.append(len({item["product"] for item in items}))
+    assert max(families_per_photo) >= 2
+    assert SynthConfig.from_json((out / CONFIG_NAME).read_text()).mixed_products is True
+    # One family per photo without the option: the same plan, every item of the case's family.
+    single = tmp_path / "single"
+    synthesize(SynthConfig(images=12, seed=3, size=(480, 360), items_per_photo=(3, 6), images_per_case=4), single, workers=1)
+    for row in _rows(single):
+        assert {item["product"] for item in json.loads(row["items"])} == {row["product"]}
+    assert "mixed_products" not in json.loads((single / CONFIG_NAME).read_text())
+
+
+def test_mixed_products_without_several_items_is_refused_in_one_line(tmp_path, capsys):
+    code = main(["data", "synth", str(tmp_path / "out"), "--images", "2", "--mixed-products"])
+    err = capsys.readouterr().err
+    assert code == 1 and "--mixed-products" in err and "--items-per-photo" in err and len(err.strip().splitlines()) == 1

@@ -52,6 +52,14 @@ def synth(
             "some of a counterfeit photo's items may be genuine). The manifest then gets an items column.",
         ),
     ] = "1",
+    mixed_products: Annotated[
+        bool,
+        typer.Option(
+            "--mixed-products",
+            help="With --items-per-photo: an opened box of several families, each item's drawn from --products "
+            "(the photo's decisive item, its first counterfeit, is of the photo's own family).",
+        ),
+    ] = False,
     workers: Annotated[
         int, typer.Option("--workers", "-j", help="Worker processes; output does not depend on it.")
     ] = 1,
@@ -74,6 +82,7 @@ def synth(
         images_per_case=images_per_case,
         **({"products": parse_tell_names(products)} if products else {}),
         items_per_photo=parse_items_per_photo(items_per_photo),
+        mixed_products=mixed_products,
     )
     bar = Progress(
         TextColumn("synth"),

@@ -39,6 +39,9 @@ class SynthConfig:
     products: tuple[str, ...] = PRODUCTS  # the families drawn, in turn
     # (fewest, most) items in one photo, an opened box; one family per photo (its case's).
     items_per_photo: tuple[int, int] = SINGLE_ITEM
+    # An opened box of several families: each item's family drawn from `products`, except the
+    # photo's decisive item (its first counterfeit, or its first item), which is the case's.
+    mixed_products: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.images, bool) or not isinstance(self.images, int) or self.images < 1:
@@ -61,6 +64,10 @@ class SynthConfig:
             raise ConfigError(f"images_per_case must be a positive integer, got {self.images_per_case!r}")
         object.__setattr__(self, "products", _checked_products(self.products))
         object.__setattr__(self, "items_per_photo", _checked_items(self.items_per_photo))
+        if not isinstance(self.mixed_products, bool):
+            raise ConfigError(f"mixed_products must be true or false, got {self.mixed_products!r}")
+        if self.mixed_products and self.items_per_photo[1] < 2:
+            raise ConfigError("mixed products (--mixed-products) need photos of several items: pass --items-per-photo, e.g. 1-6")
         if not self.allowed_tells and self.counterfeit_fraction > 0:
             raise ConfigError(
                 "no tells left to make counterfeits with: --tells and --exclude-tells together exclude all of "
@@ -86,6 +93,8 @@ class SynthConfig:
             del data["items_per_photo"]
         else:
             data["items_per_photo"] = list(self.items_per_photo)
+        if not self.mixed_products:  # nor those written before --mixed-products
+            del data["mixed_products"]
         return data
 
     def to_json(self) -> str:

@@ -91,7 +91,8 @@ def make_photo(config: SynthConfig, plan: ImagePlan) -> Photo:
 
 
 def _photo_of_several(config: SynthConfig, plan: ImagePlan) -> Photo:
-    """An opened box: several items of the case's product, each posed in its own grid cell,
+    """An opened box: several items of the case's product (or, mixed, of several families with
+    the decisive item of the case's), each posed in its own grid cell,
     each genuine or a copy with the case factory's tells at its own strength. No packing lies
     over the items here (an occluder sized for one product could hide a whole small one)."""
     layout_rng = rng_for(config.seed, STREAM_ITEMS, plan.index)
@@ -105,12 +106,18 @@ def _photo_of_several(config: SynthConfig, plan: ImagePlan) -> Photo:
         how_many = 1 if layout_rng.random() < 0.5 else int(layout_rng.integers(1, count + 1))
         fakes = {int(i) for i in layout_rng.permutation(count)[:how_many]}
     cells = _grid_cells(count, config.size, layout_rng)
+    decisive_item = min(fakes) if fakes else 0
+    families = [
+        config.products[int(layout_rng.integers(len(config.products)))] if config.mixed_products and item != decisive_item
+        else plan.case.product
+        for item in range(count)
+    ]
 
     photo, background_params = render_background(style, config.size, scene_rng)
     items, poses, colourways = [], [], []
     for item, (x0, y0, x1, y1) in enumerate(cells):
         product_rng = rng_for(config.seed, STREAM_PRODUCT, plan.index, item)
-        genuine = genuine_design(plan.case.product, product_rng)
+        genuine = genuine_design(families[item], product_rng)
         tells = _tells(config, plan, rng_for(config.seed, STREAM_TELLS, plan.index, item)) if item in fakes else ()
         design = apply_tells(genuine, tells)
         pose = draw_pose(genuine.width * MAX_WIDENING, (int(x1 - x0), int(y1 - y0)), config.difficulty, scene_rng)
@@ -118,7 +125,7 @@ def _photo_of_several(config: SynthConfig, plan: ImagePlan) -> Photo:
         sprite = render_product(design, pose.long_side_px, product_rng)
         placement = place_product(photo, sprite, pose, style, scene_rng)
         items.append({
-            "product": plan.case.product,
+            "product": families[item],
             "authenticity": "counterfeit" if tells else "genuine",
             "tells": format_tells({tell.name: tell.strength for tell in tells}),
             "quad": format_quad(placement.quad, config.size),
