@@ -191,6 +191,22 @@ def test_two_stage_export_parity_and_predict(two_stage_run, two_stage_model):
     assert np.mean([p.probabilities[predictor.metadata.class_names.index("gadget/counterfeit")] > 0.5 for p in predictions]) >= 0.75
 
 
+def test_more_focus_crops_than_one_run_takes_give_the_same_outputs(two_stage_model):
+    """An opened box batch can hold hundreds of crops: they run in bounded chunks, and the
+    outputs are those of each crop alone."""
+    from longteng.inference.session import MAX_FOCUS_BATCH, OnnxModel
+
+    model = OnnxModel(two_stage_model.path)
+    side = model.metadata.focus.input_size
+    crops = np.random.default_rng(0).integers(0, 256, (MAX_FOCUS_BATCH + 3, side, side, 3), dtype=np.uint8)
+    together = model.run(crops)
+    for index in (0, MAX_FOCUS_BATCH - 1, MAX_FOCUS_BATCH, MAX_FOCUS_BATCH + 2):
+        alone = model.run(crops[index : index + 1])
+        for name, value in alone.items():
+            assert together[name].shape[0] == len(crops)
+            np.testing.assert_allclose(together[name][index], value[0], rtol=1e-4, atol=1e-4)
+
+
 def test_heatmap_peak_lands_on_the_evidence_in_the_photo():
     """A class map with its peak at a known place of the crop is drawn at that place of the photo."""
     from longteng.decision import Decision
