@@ -116,10 +116,10 @@ class OnnxModel:
         pixels = np.asarray(pixels)
         # A batch of opened boxes holds several crops per photo: bound the crops per run, since
         # the focus network's activations grow with them (32 photos of 3.5 items: 2.7 GB).
-        chunks = [
+        chunks = [  # an empty batch still runs once, for outputs of the right shapes
             self.session.run(wanted, {GLANCE_INPUT_NAME: empty, FOCUS_INPUT_NAME: normalize(pixels[start : start + MAX_FOCUS_BATCH], self.metadata.preprocess)})
-            for start in range(0, len(pixels), MAX_FOCUS_BATCH)
-        ] or [self.session.run(wanted, {GLANCE_INPUT_NAME: empty, FOCUS_INPUT_NAME: normalize(pixels, self.metadata.preprocess)})]
+            for start in range(0, max(len(pixels), 1), MAX_FOCUS_BATCH)
+        ]
         return {name: np.concatenate([chunk[k] for chunk in chunks]) for k, name in enumerate(wanted)}
 
     def run_glance(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

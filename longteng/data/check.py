@@ -27,7 +27,9 @@ from longteng.data.layout import (
     scan_dataset,
     sha256_file,
 )
-from longteng.data.phash import alike_thumbnails, close_pairs, colour_thumbnail, hashes_to_words, perceptual_hash
+from longteng.data.phash import (
+    alike_thumbnails, close_pairs, colour_thumbnail, hashes_to_words, perceptual_hash, unit_thumbnails,
+)
 from longteng.workers import owned_pool
 from longteng.errors import ConfigError, ImageLoadError, UnusableFile
 from longteng.imageio import is_image_path, load_image
@@ -361,11 +363,11 @@ def _duplicate_groups(
     # One representative per content, so identical files alone never form a near group.
     contents = list(paths_by_sha)
     words = hashes_to_words([readable[paths_by_sha[sha][0]].phash for sha in contents])
-    thumbnails = [readable[paths_by_sha[sha][0]].thumbnail for sha in contents]
+    units = unit_thumbnails([readable[paths_by_sha[sha][0]].thumbnail for sha in contents]) if contents else np.zeros((0, 1), np.float32)
     confirmed = (
         (left[alike], right[alike])
         for left, right in close_pairs(words, max_distance)
-        for alike in [alike_thumbnails(thumbnails, left, right)]
+        for alike in [alike_thumbnails(units, left, right)]
     )
     labels = _component_labels(len(contents), confirmed)
     members: dict[int, list[str]] = defaultdict(list)

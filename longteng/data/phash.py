@@ -53,16 +53,22 @@ def colour_thumbnail(image: Image.Image) -> bytes:
     return image.convert("RGB").resize((THUMBNAIL_SIDE, THUMBNAIL_SIDE), Image.Resampling.BOX).tobytes()
 
 
-def alike_thumbnails(thumbnails: Sequence[bytes], left: np.ndarray, right: np.ndarray) -> np.ndarray:
-    """For index pairs (left[k], right[k]): do their colour thumbnails correlate at least
-    MIN_THUMBNAIL_CORRELATION? Correlation, not difference, so a brighter or more contrasted
-    copy is still a copy; two flat thumbnails count as alike (the hash already matched)."""
-    pixels = np.stack([np.frombuffer(t, np.uint8) for t in thumbnails]).astype(np.float64)
+def unit_thumbnails(thumbnails: Sequence[bytes]) -> np.ndarray:
+    """Colour thumbnails as centred unit vectors (n, 768), once per check, so that the
+    correlation of a pair is a dot product; a flat thumbnail is all zeros."""
+    pixels = np.stack([np.frombuffer(t, np.uint8) for t in thumbnails]).astype(np.float32)
     centred = pixels - pixels.mean(axis=1, keepdims=True)
-    spread = np.linalg.norm(centred, axis=1)
-    flat = spread < 1e-6
-    unit = centred / np.where(flat, 1.0, spread)[:, None]
-    correlation = np.einsum("ij,ij->i", unit[left], unit[right])
+    spread = np.linalg.norm(centred, axis=1, keepdims=True)
+    return np.where(spread > 1e-6, centred / np.maximum(spread, 1e-6), 0.0).astype(np.float32)
+
+
+def alike_thumbnails(units: np.ndarray, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """For index pairs (left[k], right[k]) into `unit_thumbnails`: do their colour thumbnails
+    correlate at least MIN_THUMBNAIL_CORRELATION? Correlation, not difference, so a brighter or
+    more contrasted copy is still a copy; two flat thumbnails count as alike (the hash already
+    matched)."""
+    correlation = np.einsum("ij,ij->i", units[left], units[right])
+    flat = ~units.any(axis=1)
     return (correlation >= MIN_THUMBNAIL_CORRELATION) | (flat[left] & flat[right])
 
 

@@ -137,7 +137,7 @@ def _photo_of_several(config: SynthConfig, plan: ImagePlan) -> Photo:
 
     buffer = io.BytesIO()
     photo.save(buffer, "JPEG", quality=quality)
-    decisive = items[min(fakes)] if fakes else items[0]
+    decisive = items[decisive_item]
     params = {
         "product": {"colourways": colourways},
         "poses": poses,
