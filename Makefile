@@ -13,10 +13,10 @@ DEMO_HOLDOUT_IMAGES ?= 48
 # eight: the same photos from four times the factories and scenes (README, Measured: on a seed
 # the model never saw, ROC-AUC 0.71 -> 0.83 for the same time).
 DEMO_SYNTH := --difficulty easy --size 1280x960 --workers 2 --images-per-case 2
-# The demo's validation split holds 37 counterfeits (and 38 genuine photos), so the default recall target of 0.98
-# allows no miss and the least suspicious validation counterfeit alone sets the GENUINE threshold;
-# 0.95 lets one of them go (README, Measured: hold-out right verdicts 37.5% -> 50%, every
-# hold-out counterfeit still caught).
+# The demo's validation split holds 37 counterfeits (and 38 genuine photos), so the default
+# recall target of 0.98 allows no miss and the least suspicious validation counterfeit alone
+# sets the GENUINE threshold; 0.95 lets one of them go (README, Measured: hold-out right
+# verdicts 37.5% -> 50%, every hold-out counterfeit still caught).
 DEMO_TRAIN ?= --focus-size 320 --workers 2 --min-recall 0.95
 # The text check learns the print from 20 genuine photos per product (OCR, about 0.4 s each),
 # not the default 60, to keep the demo within its time budget.
