@@ -127,15 +127,17 @@ class PathOutputs:
     kept: list[int]  # index into the paths given, per row
     failures: list[UnusableFile]
     reads: list[list] = field(default_factory=list)  # per row: OCR of the crop (read_print=True)
+    crops: list[np.ndarray] = field(default_factory=list)  # per row: the focus crop (keep_crops=True)
 
 
 def outputs_for_paths(
     model, paths: Sequence[Path], outputs: Sequence[str] = ("logits", "embedding"), *, batch_size: int = 16,
-    max_pixels: int = DEFAULT_MAX_PIXELS, progress=None, read_print: bool = False,
+    max_pixels: int = DEFAULT_MAX_PIXELS, progress=None, read_print: bool = False, keep_crops: bool = False,
 ) -> PathOutputs:
     """Named outputs of a two-stage model for photo files, through the runtime's own path;
     a photo that cannot be decoded becomes a failure and the rest go on. ``read_print``: also
-    OCR each crop (text_check.read_text), as the runtime does for a model that reads print."""
+    OCR each crop (text_check.read_text), as the runtime does for a model that reads print;
+    ``keep_crops``: also return the crops (what export learns the genuine references from)."""
     from concurrent.futures import ThreadPoolExecutor
 
     def prepare(path: Path) -> PreparedPhoto | UnusableFile:
@@ -159,6 +161,8 @@ def outputs_for_paths(
                     found = model.run(crops, outputs=tuple(outputs))
                 result.views.extend(views)
                 result.kept.extend(start + k for k in good)
+                if keep_crops:
+                    result.crops.extend(crops)
                 for name, value in found.items():
                     chunks[name].append(value)
                 if read_print:
