@@ -30,6 +30,7 @@ from longteng.focus import FocusSpec
 from longteng.inference.metadata import ModelMetadata, UnknownDetector
 from longteng.inference.model_file import check_model_out, save_with_metadata
 from longteng.inference.session import OnnxModel, RuntimeOptions
+from longteng.inference.aligned_check import DEFAULT_REFERENCES as DEFAULT_ALIGNED_REFERENCES, AlignedCheck
 from longteng.inference.text_check import DEFAULT_REFERENCES, TextRegistry
 from longteng.model.checkpoint import Checkpoint, build_model, load_checkpoint, resolve_checkpoint_path
 from longteng.export.model_card import write_model_card
@@ -62,6 +63,9 @@ class ExportOptions:
     # Genuine training photos per product whose print the text check learns (two-stage models;
     # 0: the model reads no print). OCR costs about 0.4 s a photo on 2 cores.
     text_references: int = DEFAULT_REFERENCES
+    # Genuine training photos per product kept as references of the aligned comparison
+    # (inference/aligned_check.py; two-stage models; 0: the model compares nothing).
+    aligned_references: int = DEFAULT_ALIGNED_REFERENCES
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -70,6 +74,8 @@ class ExportOptions:
         int8_mode(self.int8_mode)
         if self.text_references < 0:
             raise ConfigError(f"--text-references cannot be negative, got {self.text_references}")
+        if self.aligned_references < 0 or self.aligned_references == 1:
+            raise ConfigError(f"--aligned-references must be 0 (none) or at least 2, got {self.aligned_references}")
 
 
 @dataclass(frozen=True)
@@ -121,6 +127,8 @@ def export_model(
             shipped, int8 = _int8(fp32_path, source, checkpoint_path.parent, data, scratch, options, reporter)
 
         detector, unknown = None, None
+        aligned, aligned_summary, operating_point = None, None, None
+        compares = data is not None and options.aligned_references > 0
         if data is not None:
             detector, unknown = _unknown_detector(shipped, data, scratch, options, reporter)
         else:
@@ -166,6 +174,8 @@ def _export_two_stage(
         )
         model = OnnxModel(fp32_path, RuntimeOptions(device="cpu"))
         detector, unknown = None, None
+        aligned, aligned_summary, operating_point = None, None, None
+        compares = data is not None and options.aligned_references > 0
         if data is not None:
             # Each photo runs the whole runtime path here: a sample fits the detector as well.
             limit = min(options.max_fit_photos, TWO_STAGE_FIT_PHOTOS)
@@ -173,8 +183,8 @@ def _export_two_stage(
             val_paths, _ = data.paths_and_labels("val", limit)
             known_paths, _ = data.paths_and_labels("test", limit)
             with reporter.task("fit the unknown-object detector", len(train_paths) + len(val_paths) + len(known_paths)) as advance:
-                train = outputs_for_paths(model, train_paths, progress=advance)
-                val = outputs_for_paths(model, val_paths, progress=advance)
+                train = outputs_for_paths(model, train_paths, progress=advance, keep_crops=compares)
+                val = outputs_for_paths(model, val_paths, progress=advance, keep_crops=compares)
                 detector = fit_unknown_detector(train.outputs, train_labels[train.kept], val.outputs, options.unknown)
                 known = outputs_for_paths(model, known_paths or val_paths, progress=advance)
             unrelated = write_unrelated_photos(scratch / "unrelated", seed=options.seed)
@@ -185,6 +195,14 @@ def _export_two_stage(
                 f"unknown objects ({detector.method}): ROC-AUC {unknown['roc_auc']:.3f}; flagged "
                 f"{unknown['unrelated_flagged_rate']:.0%} of unrelated, {unknown['known_flagged_rate']:.0%} of known photos"
             )
+            if compares:
+                from longteng.export.aligned_fit import fit_aligned_check
+
+                base = _metadata(source, None, "unversioned", {}, focus, glance_trained)
+                aligned, operating_point, aligned_summary = fit_aligned_check(
+                    model, base, data.genuine_references(options.aligned_references), data.record_of,
+                    (train, [train_paths[k] for k in train.kept]), (val, [val_paths[k] for k in val.kept]), reporter,
+                )
         else:
             reporter.warning("no training data found: the model ships without an unknown-object detector")
         registry, text_summary = None, None
@@ -193,8 +211,11 @@ def _export_two_stage(
         final = onnx.load(str(fp32_path))
         provenance = _provenance(source, data, "torch.onnx dynamo (two-stage)", options.opset, parity, None, unknown)
         provenance["text_check"] = text_summary
+        provenance["aligned_check"] = aligned_summary
         metadata = _metadata(source, detector, model_version(final), provenance, focus, glance_trained)
-        metadata = replace(metadata, text_registry=registry)
+        metadata = replace(metadata, text_registry=registry, aligned_check=aligned)
+        if operating_point is not None:
+            metadata = replace(metadata, operating_point=operating_point)
         save_with_metadata(final, metadata, out)
     card = write_model_card(metadata, out)
     return ExportResult(out, card, metadata, "torch.onnx dynamo (two-stage)", "", parity, None, unknown)
@@ -219,6 +240,7 @@ class _TrainingData:
         self.spec = checkpoint.preprocess
         self.index = {name: i for i, name in enumerate(checkpoint.class_names)}
         self.records = [r for r in scan_dataset(root) if r.label in self.index]
+        self._by_path = {str(root / r.path): r for r in self.records}
         self.seed = seed
         self._decoded: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = {}
         # Training decoded every split of its dataset once into the run's cache; exporting
@@ -235,6 +257,10 @@ class _TrainingData:
 
     def paths(self, split: str, limit: int) -> list[Path]:
         return self.paths_and_labels(split, limit)[0]
+
+    def record_of(self, path: Path) -> Record:
+        """The record of one of this dataset's photos, by its file path."""
+        return self._by_path[str(path)]
 
     def genuine_references(self, per_product: int) -> dict[str, list[Path]]:
         """Up to ``per_product`` genuine training photos of each product, a reproducible sample."""

@@ -259,11 +259,12 @@ def compare(references: ProductReferences, crop: np.ndarray, neighbours: int = D
 
 
 def _region(anomaly: np.ndarray, registration: Registration, scale: float) -> tuple[float, float, float, float] | None:
-    """The box of the strongest blob, mapped back into the crop's pixels."""
+    """The box of the most unusual place (the blob around the peak, down to half its height),
+    mapped back into the crop's pixels."""
     peak = float(anomaly.max())
-    if peak <= _ANOMALOUS:
+    if peak <= 0.0:
         return None
-    _, labels = cv2.connectedComponents((anomaly > max(_ANOMALOUS, peak / 2)).astype(np.uint8), connectivity=8)
+    _, labels = cv2.connectedComponents((anomaly >= peak / 2).astype(np.uint8), connectivity=8)
     ys, xs = np.nonzero(labels == labels[np.unravel_index(int(anomaly.argmax()), anomaly.shape)])
     corners = np.array([[xs.min(), ys.min()], [xs.max() + 1, ys.min()], [xs.max() + 1, ys.max() + 1], [xs.min(), ys.max() + 1]], float)
     mapped = (corners @ registration.warp[:, :2].T + registration.warp[:, 2]) * scale
@@ -323,7 +324,7 @@ class AlignedCheck:
         buffer = io.BytesIO()
         arrays = {}
         for index, references in enumerate(self.products.values()):
-            arrays[f"template{index}"] = references.template.astype(np.float16)
+            arrays[f"template{index}"] = references.template.astype(np.float32)
             arrays[f"pixels{index}"] = references.pixels
         np.savez_compressed(buffer, **arrays)
         return json.dumps({
@@ -412,9 +413,10 @@ def aligned_scores(check: AlignedCheck, products: Sequence[str], crops: np.ndarr
 
 def apply_aligned_check(
     check: AlignedCheck, crops: np.ndarray, probabilities: np.ndarray, class_names: Sequence[str],
-) -> tuple[np.ndarray, list[AlignedFinding | None]]:
+) -> tuple[np.ndarray, list[AlignedFinding | None], np.ndarray]:
     """Stack the check's evidence on the classifier's probabilities (decision.stack_evidence),
-    for the product the classifier sees; the findings where it fired."""
+    for the product the classifier sees -> (probabilities, the findings where it fired, the
+    check's scores: NaN where it had no say)."""
     products, per_product = product_probabilities(probabilities, class_names)
     likeliest = [products[int(row.argmax())] for row in per_product]
     scores, comparisons = aligned_scores(check, likeliest, crops)
@@ -423,7 +425,7 @@ def apply_aligned_check(
         if comparison is not None and np.isfinite(score) and score > check.fires_above else None
         for product, score, comparison in zip(likeliest, scores, comparisons)
     ]
-    return stack_evidence(probabilities, class_names, scores, check.fusion), findings
+    return stack_evidence(probabilities, class_names, scores, check.fusion), findings, scores
 
 
 def fit_logistic(features: np.ndarray, labels: np.ndarray, l2: float = 0.01, steps: int = 3000):

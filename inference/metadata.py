@@ -16,6 +16,7 @@ from longteng.data.layout import AUTHENTICITIES, split_class_name
 from longteng.decision import OperatingPoint, ScoreCalibration
 from longteng.errors import CheckpointError, ConfigError
 from longteng.focus import FocusSpec
+from longteng.inference.aligned_check import AlignedCheck
 from longteng.inference.registered import (
     RegisteredProduct, registered_class_names, registered_from_json, registered_to_json,
 )
@@ -77,6 +78,9 @@ class ModelMetadata:
     text_registry: TextRegistry | None = None
     # Products registered from genuine photos after training (inference/registered.py).
     registered_products: tuple[RegisteredProduct, ...] = ()
+    # The aligned comparison with genuine references (inference/aligned_check.py). None: the
+    # model has none (older files, or exported without references).
+    aligned_check: AlignedCheck | None = None
 
     @property
     def two_stage(self) -> bool:
@@ -120,6 +124,7 @@ class ModelMetadata:
             "longteng.model_version": self.model_version,
             "longteng.provenance": json.dumps(self.provenance, sort_keys=True),
             **({} if self.text_registry is None else {"longteng.text_registry": self.text_registry.to_json()}),
+            **({} if self.aligned_check is None else {"longteng.aligned_check": self.aligned_check.to_json()}),
             **({} if not self.registered_products else {
                 "longteng.registered_products": registered_to_json(self.registered_products),
             }),
@@ -155,6 +160,7 @@ class ModelMetadata:
             ),
             text_registry=parse("longteng.text_registry", TextRegistry.from_json, None),
             registered_products=parse("longteng.registered_products", registered_from_json, ()),
+            aligned_check=parse("longteng.aligned_check", AlignedCheck.from_json, None),
         )
 
     def check(self, source: str) -> None:
@@ -199,6 +205,15 @@ class ModelMetadata:
             if strangers:
                 raise CheckpointError(
                     f"{source}: metadata longteng.text_registry names products the model does not know: {', '.join(strangers)}"
+                )
+        if self.aligned_check is not None:
+            if self.focus is None:
+                raise CheckpointError(f"{source}: metadata longteng.aligned_check needs a two-stage model (it compares the focus crop)")
+            products = self.trained_products | {p.name for p in self.registered_products}
+            strangers = sorted(set(self.aligned_check.products) - products)
+            if strangers:
+                raise CheckpointError(
+                    f"{source}: metadata longteng.aligned_check names products the model does not know: {', '.join(strangers)}"
                 )
         if not isinstance(self.model_version, str) or not self.model_version.strip():
             raise CheckpointError(f"{source}: metadata longteng.model_version is empty")

@@ -24,6 +24,7 @@ from longteng.errors import ConfigError, ImageLoadError, UnusableFile
 from longteng.imageio import DEFAULT_MAX_PIXELS
 from longteng.inference.discover import DiscoveryError
 from longteng.inference.metadata import ModelMetadata
+from longteng.inference.aligned_check import AlignedFinding
 from longteng.inference.registered import NoveltyEvidence
 from longteng.inference.session import OnnxModel, RuntimeOptions
 from longteng.inference.text_check import TextMismatch, TextRead, apply_text_check, prepare_ocr, read_text
@@ -78,6 +79,7 @@ class PhotoPrediction:
     view: "FocusView | None" = None  # two-stage models: where the focus stage looked
     text_mismatch: TextMismatch | None = None  # print that does not read as the product's genuine print
     novelty: NoveltyEvidence | None = None  # a registered product's photo beyond all its references
+    aligned: AlignedFinding | None = None  # the item differs from its genuine references, place by place
     # A model that finds several items per photo: each item's own prediction (its view names
     # its box), largest first; the photo's verdict is its most suspicious item's. () otherwise.
     items: tuple["PhotoPrediction", ...] = ()
@@ -198,6 +200,16 @@ class Predictor:
             probabilities = extend_probabilities(probabilities, assignment, metadata)
             registered = assignment.product >= 0
             novelty = novelty_evidence(assignment, metadata)
+        aligned: list[AlignedFinding | None] = [None] * len(paths)
+        if metadata.aligned_check is not None:
+            from longteng.inference.aligned_check import apply_aligned_check
+
+            probabilities, aligned, _ = apply_aligned_check(metadata.aligned_check, pixels, probabilities, classes)
+            if views is not None and metadata.focus is not None:
+                aligned = [
+                    a if a is None or a.box is None else replace(a, photo_box=views[i].crop_to_original(a.corners(), metadata.focus))
+                    for i, a in enumerate(aligned)
+                ]
         mismatches: list[TextMismatch | None] = [None] * len(paths)
         if metadata.text_registry is not None:
             known = list(reads) if reads is not None else [None] * len(paths)
@@ -231,6 +243,7 @@ class Predictor:
                 view=None if views is None else views[i],
                 text_mismatch=mismatches[i],
                 novelty=novelty[i],
+                aligned=aligned[i],
             )
             for i, path in enumerate(paths)
         ]

@@ -22,6 +22,12 @@ Operational semantics, which every metric in this project follows:
   operating point and the confidence stays a probability. Not Bayes' rule on s: the classifier
   knows nothing of the print it cannot read, and its confident "genuine" on a misspelt logo it
   never saw (a trick new to it) is no evidence against the misspelling (README, Measured).
+* The aligned comparison with genuine references (inference/aligned_check.py) is not a flag
+  but a score of its own, good in both directions: an item that matches its references place
+  by place is evidence of a genuine one too. It enters through :func:`stack_evidence`, before
+  the text check: the counterfeit log-odds become a * logit(s) + b * score + c, a logistic
+  regression fitted at export on validation photos (stacking), and the model's operating point
+  is chosen again on the stacked validation scores.
 * A counterfeit sent to REFER is **not** missed: the expert catches it. A *missed* counterfeit
   is one declared GENUINE. A *false alarm* is a genuine item declared COUNTERFEIT. Referring
   costs expert time, so the band should be as narrow as the targets allow.
@@ -164,28 +170,62 @@ def calibrated_probabilities(
 def with_evidence(probabilities: np.ndarray, class_names: Sequence[str], evidence: np.ndarray) -> np.ndarray:
     """(N, C) probabilities and (N,) probabilities q that another detector's finding on each
     photo means a counterfeit (0: nothing found) -> probabilities whose counterfeit score is
-    1 - (1 - s)(1 - q). The genuine classes shrink in proportion, and the added mass goes to
-    the counterfeit class of the likeliest product: the finding is about the product the photo
-    shows (spread over all counterfeit classes, a photo whose s was near 0 would change product).
-    q = 0 leaves a row unchanged."""
+    1 - (1 - s)(1 - q). q = 0 leaves a row unchanged."""
     probabilities = _check_probabilities(probabilities, class_names)
     q = np.asarray(evidence, dtype=np.float64)
     if q.shape != (len(probabilities),):
         raise ConfigError(f"evidence has shape {q.shape}, expected ({len(probabilities)},)")
     if not np.all(np.isfinite(q) & (q >= 0) & (q < 1)):
         raise ConfigError("evidence probabilities must lie in [0, 1)")
+    mass = counterfeit_score(probabilities, class_names)
+    return with_counterfeit_score(probabilities, class_names, 1.0 - (1.0 - mass) * (1.0 - q))
+
+
+def stack_evidence(
+    probabilities: np.ndarray, class_names: Sequence[str], scores: np.ndarray, fusion: Sequence[float],
+) -> np.ndarray:
+    """(N, C) probabilities and (N,) log-odds scores of a detector (NaN: it had nothing to
+    say, the row stays) -> probabilities whose counterfeit score is
+    sigmoid(a * logit(s) + b * score + c), with (a, b, c) = ``fusion``."""
+    probabilities = _check_probabilities(probabilities, class_names)
+    scores = np.asarray(scores, dtype=np.float64)
+    if scores.shape != (len(probabilities),):
+        raise ConfigError(f"detector scores have shape {scores.shape}, expected ({len(probabilities)},)")
+    a, b, c = (float(v) for v in fusion)
+    mass = counterfeit_score(probabilities, class_names)
+    clipped = np.clip(mass, 1e-9, 1 - 1e-9)
+    logit = a * np.log(clipped / (1 - clipped)) + b * np.nan_to_num(scores) + c
+    stacked = 1.0 / (1.0 + np.exp(-np.clip(logit, -40, 40)))
+    return with_counterfeit_score(probabilities, class_names, np.where(np.isnan(scores), mass, stacked))
+
+
+def with_counterfeit_score(probabilities: np.ndarray, class_names: Sequence[str], target: np.ndarray) -> np.ndarray:
+    """Probabilities whose counterfeit score is ``target`` per row. Where it falls, every class
+    keeps its share within its side; where it rises, the genuine classes shrink in proportion
+    and the added mass goes to the counterfeit class of the likeliest product: the finding is
+    about the product the photo shows (spread over all counterfeit classes, a photo whose s was
+    near 0 would change product)."""
     is_counterfeit = np.array([_authenticity(name) == _COUNTERFEIT_AUTHENTICITY for name in class_names])
     mass = counterfeit_score(probabilities, class_names)
-    fused = 1.0 - (1.0 - mass) * (1.0 - q)
-    genuine_factor = (1.0 - fused) / np.maximum(1.0 - mass, np.finfo(np.float64).tiny)
-    out = probabilities * np.where(is_counterfeit[None, :], 1.0, genuine_factor[:, None])
+    target = np.asarray(target, dtype=np.float64)
+    tiny = np.finfo(np.float64).tiny
+    genuine_factor = (1.0 - target) / np.maximum(1.0 - mass, tiny)
+    counterfeit_factor = np.where(target < mass, target / np.maximum(mass, tiny), 1.0)
+    out = probabilities * np.where(is_counterfeit[None, :], counterfeit_factor[:, None], genuine_factor[:, None])
     products, per_product = product_probabilities(probabilities, class_names)
     counterfeit_class = {_product(name): i for i, name in enumerate(class_names) if is_counterfeit[i]}
+    genuine_class = {_product(name): i for i, name in enumerate(class_names) if not is_counterfeit[i]}
     for row, product in enumerate(per_product.argmax(axis=1)):
-        target = counterfeit_class.get(products[product])
-        if target is None:  # a product without a counterfeit class: share the mass as the others do
-            target = int(np.flatnonzero(is_counterfeit)[0])
-        out[row, target] += fused[row] - mass[row]
+        if target[row] < mass[row] and out[row, ~is_counterfeit].sum() < 1.0 - target[row] - 1e-12:
+            # No genuine mass to grow (s was 1 to float precision): it goes to the product's genuine class.
+            destination = genuine_class.get(products[product], int(np.flatnonzero(~is_counterfeit)[0]))
+            out[row, destination] += 1.0 - target[row] - out[row, ~is_counterfeit].sum()
+        if target[row] <= mass[row]:
+            continue
+        destination = counterfeit_class.get(products[product])
+        if destination is None:  # a product without a counterfeit class: share the mass as the others do
+            destination = int(np.flatnonzero(is_counterfeit)[0])
+        out[row, destination] += target[row] - mass[row]
     return out / out.sum(axis=1, keepdims=True)
 
 

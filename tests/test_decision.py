@@ -253,3 +253,20 @@ def test_operating_metrics_without_counterfeits_are_undefined_not_zero():
     result = operating_metrics(np.array([0.1, 0.9]), np.array([False, False]), OperatingPoint(0.3, 0.7, 0.02, 0.98))
     assert math.isnan(result["counterfeit_recall"])
     assert result["false_alarm_rate"] == 0.5
+
+
+def test_stacked_evidence_moves_the_counterfeit_score_both_ways_and_keeps_the_product():
+    from longteng.decision import counterfeit_score, product_probabilities, stack_evidence
+
+    classes = ["drone/counterfeit", "drone/genuine", "phone/counterfeit", "phone/genuine"]
+    probabilities = np.array([[0.3, 0.5, 0.1, 0.1], [0.3, 0.5, 0.1, 0.1], [0.3, 0.5, 0.1, 0.1]])
+    stacked = stack_evidence(probabilities, classes, np.array([-4.0, 4.0, np.nan]), (1.0, 0.5, 0.0))
+    s = 0.4
+    expected = [1 / (1 + np.exp(-(np.log(s / (1 - s)) + 0.5 * v))) for v in (-4.0, 4.0)]
+    np.testing.assert_allclose(counterfeit_score(stacked, classes)[:2], expected, rtol=1e-9)
+    np.testing.assert_allclose(stacked[2], probabilities[2])  # no say: the row stays
+    np.testing.assert_allclose(stacked.sum(axis=1), 1.0)
+    products, per_product = product_probabilities(stacked, classes)
+    assert [products[i] for i in per_product.argmax(axis=1)] == ["drone"] * 3
+    # Falling, each side keeps its shares: the drone stays 3:1 against the phone among counterfeits.
+    assert stacked[0, 0] / stacked[0, 2] == pytest.approx(3.0)

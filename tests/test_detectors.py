@@ -39,3 +39,11 @@ def test_scores_compare_the_classifier_before_and_after_fusion():
     np.testing.assert_allclose(scores["supervised"], [0.2, 0.7])
     np.testing.assert_allclose(scores["fused"], [0.9, 0.7])
     np.testing.assert_array_equal(scores["text"], [1.0, 0.0])
+
+
+def test_the_aligned_check_ranks_photos_it_had_no_say_on_lowest():
+    classes = ["drone/counterfeit", "drone/genuine"]
+    probabilities = np.array([[0.2, 0.8], [0.7, 0.3], [0.5, 0.5]])
+    scores = detector_scores(probabilities, probabilities, None, None, classes, np.array([-2.0, 3.0, np.nan]))
+    assert list(scores) == ["supervised", "aligned", "fused"]
+    np.testing.assert_allclose(scores["aligned"], [-2.0, 3.0, -3.0])

@@ -319,6 +319,10 @@ HOSTILE_METADATA = {
         lambda props: props.__setitem__("longteng.text_registry", '{"version": 1, "products": {"phone": {"words": ["KORVEX"], "formats": []}}}'),
         "longteng.text_registry",
     ),
+    "an aligned check whose reference bank is damaged": (
+        lambda props: props.__setitem__("longteng.aligned_check", '{"version": 1, "features": [], "arrays": "!!"}'),
+        "longteng.aligned_check",
+    ),
     "a registered product on a model without a focus crop": (
         lambda props: props.__setitem__("longteng.registered_products", _registered(photos=50)), "longteng.registered_products",
     ),

@@ -250,25 +250,26 @@ def test_evaluate_reports_where_the_heatmap_peaks_against_the_marked_evidence(tw
 
 @pytest.mark.slow
 def test_evaluate_reports_each_detector_alone_and_fused(two_stage_run, two_stage_model):
-    """The detectors section of a model that reads print: its fused recall is the report's own
-    recall at FA <= 0.02, and its supervised recall is the same model's without the text check.
-    These photos carry no print: the check flags nothing and fusion changes nothing."""
+    """The detectors section of a model that reads print and compares with references: its fused
+    recall is the report's own recall at FA <= 0.02, and its supervised recall is the same
+    model's without either check. These photos carry no print: the text check flags nothing."""
     import onnx
 
     from longteng.training.evaluate import evaluate_model
 
     root, _ = two_stage_run
-    assert two_stage_model.metadata.text_registry is not None
+    assert two_stage_model.metadata.text_registry is not None and two_stage_model.metadata.aligned_check is not None
     report = evaluate_model(two_stage_model.path, root / "data", "all").report
     detectors = report["detectors"]["detectors"]
-    assert list(detectors) == ["supervised", "text", "novelty", "fused"]
+    assert list(detectors) == ["supervised", "text", "novelty", "aligned", "fused"]
 
     def at_budget(evaluation: dict) -> float:
         return {round(r["max_false_alarm_rate"], 4): r["recall"] for r in evaluation["counterfeit"]["recall_at_false_alarm_rate"]}[0.02]
 
     assert detectors["fused"]["recall"] == pytest.approx(at_budget(report))
     graph = onnx.load(str(two_stage_model.path))
-    props = {prop.key: prop.value for prop in graph.metadata_props if prop.key != "longteng.text_registry"}
+    checks = ("longteng.text_registry", "longteng.aligned_check")
+    props = {prop.key: prop.value for prop in graph.metadata_props if prop.key not in checks}
     del graph.metadata_props[:]
     onnx.helper.set_model_props(graph, props)
     onnx.save(graph, str(root / "supervised-only.onnx"))
@@ -276,7 +277,7 @@ def test_evaluate_reports_each_detector_alone_and_fused(two_stage_run, two_stage
     assert "detectors" not in plain
     assert detectors["supervised"]["recall"] == pytest.approx(at_budget(plain))
     assert detectors["text"]["recall"] == 0.0 and report["text_check"]["counterfeit_flagged"] == 0
-    assert detectors["fused"]["per_tell"] == detectors["supervised"]["per_tell"]
+    assert report["aligned_check"]["not_registered"] < report["n_photos"]
     assert detectors["novelty"]["per_tell"]["cert_mark"]["n"] == report["n_photos"] // 2
 
 

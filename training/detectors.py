@@ -70,13 +70,18 @@ def detector_report(
 
 def detector_scores(
     supervised: np.ndarray, fused: np.ndarray, flagged: np.ndarray | None, novelty: np.ndarray | None, class_names: Sequence[str],
+    aligned: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
-    """The scores detector_report compares, from calibrated probabilities before and after fusion."""
+    """The scores detector_report compares, from calibrated probabilities before and after fusion.
+    ``aligned``: the aligned check's log-odds (NaN where it had no say: ranked lowest)."""
     scores = {"supervised": counterfeit_score(supervised, class_names)}
     if flagged is not None:
         scores["text"] = np.asarray(flagged, dtype=np.float64)
     if novelty is not None:
         scores["novelty"] = np.asarray(novelty, dtype=np.float64)
+    if aligned is not None:
+        aligned = np.asarray(aligned, dtype=np.float64)
+        scores["aligned"] = np.where(np.isfinite(aligned), aligned, np.nanmin(aligned, initial=0.0) - 1.0)
     scores["fused"] = counterfeit_score(fused, class_names)
     return scores
 

@@ -109,15 +109,26 @@ def evaluate_model(
         reporter.warning(f"skipped {failure.path}: {failure.detail}")
     labels = np.array([index[r.label] for r in decoded.records], dtype=np.int64)
     probabilities = calibrated_probabilities(logits, model.temperature, model.score_calibration, classes)
-    text_check = detectors = None
-    if isinstance(model, _OnnxScorer) and model.model.metadata.text_registry is not None:
+    text_check = detectors = aligned_report = None
+    metadata = model.model.metadata if isinstance(model, _OnnxScorer) else None
+    if metadata is not None and (metadata.text_registry is not None or metadata.aligned_check is not None):
+        from longteng.inference.aligned_check import apply_aligned_check
         from longteng.inference.text_check import apply_text_check
 
+        # The runtime's own fusions, in its order (Predictor.predict_pixels): the probabilities officers get.
         supervised = probabilities
-        # The runtime's own fusion (Predictor.predict_pixels): the same probabilities officers get.
-        probabilities, mismatches = apply_text_check(model.model.metadata.text_registry, model.reads, probabilities, classes)
-        text_check = text_check_report(mismatches, decoded.records)
-        detectors = model.detector_report(supervised, probabilities, mismatches, decoded.records)
+        mismatches: list = [None] * len(probabilities)
+        aligned = None
+        if metadata.aligned_check is not None:
+            probabilities, findings, aligned = apply_aligned_check(metadata.aligned_check, model.crops, probabilities, classes)
+            aligned_report = {"fired": {"genuine": sum(f is not None for f, r in zip(findings, decoded.records) if not r.is_counterfeit),
+                                        "counterfeit": sum(f is not None for f, r in zip(findings, decoded.records) if r.is_counterfeit)},
+                              "not_registered": int(np.isnan(aligned).sum())}
+        if metadata.text_registry is not None:
+            probabilities, mismatches = apply_text_check(metadata.text_registry, model.reads, probabilities, classes)
+            text_check = text_check_report(mismatches, decoded.records)
+        detectors = model.detector_report(supervised, probabilities, mismatches if metadata.text_registry is not None else None,
+                                          decoded.records, aligned)
     report = evaluation_report(
         probabilities, labels, classes, model.operating_point,
         tells=[r.tells() for r in decoded.records], case_ids=[r.case_id for r in decoded.records], logits=logits,
@@ -131,6 +142,9 @@ def evaluate_model(
         report["localisation"] = localisation
     if text_check is not None:
         report["text_check"] = text_check
+    if aligned_report is not None:
+        report["aligned_check"] = aligned_report
+    if detectors is not None:
         report["detectors"] = detectors
     if isinstance(model, _OnnxScorer) and model.pointing is not None:
         report["heatmap_pointing"] = model.pointing
@@ -212,6 +226,7 @@ class _OnnxScorer:
         self.outputs: dict[str, np.ndarray] = {}
         self.pointing: dict | None = None  # heatmap peaks on the marked tells (two-stage, with evidence)
         self.reads: list[list] = []  # OCR of each focus crop, when the model reads print
+        self.crops = np.zeros((0, 1, 1, 3), np.uint8)  # the focus crops, when the model compares them (aligned check)
 
     def logits(self, pixels: np.ndarray, progress: Callable[[int], None]) -> np.ndarray:
         from longteng.training.onnx_scoring import onnx_outputs
@@ -229,9 +244,11 @@ class _OnnxScorer:
         result = outputs_for_paths(
             self.model, [root / record.path for record in records], ("logits", "embedding", "class_maps"),
             batch_size=self.batch_size, progress=progress, read_print=self.model.metadata.text_registry is not None,
+            keep_crops=self.model.metadata.aligned_check is not None,
         )
         self.outputs = result.outputs
         self.reads = result.reads
+        self.crops = np.stack(result.crops) if result.crops else np.zeros((0, 1, 1, 3), np.uint8)
         good = [records[k] for k in result.kept]
         self.pointing = pointing_report(
             good, self.outputs.get("class_maps", np.zeros((0, 1, 1, 1))), [v.box_in_original for v in result.views],
@@ -251,7 +268,8 @@ class _OnnxScorer:
         decoded = DecodedImages(good, np.zeros((len(good), 1, 1, 3), np.uint8), failures)
         return decoded, logits, iou_summary(ious) if ious else None
 
-    def detector_report(self, supervised: np.ndarray, fused: np.ndarray, mismatches: list, records: list) -> dict:
+    def detector_report(self, supervised: np.ndarray, fused: np.ndarray, mismatches: list | None, records: list,
+                        aligned: np.ndarray | None = None) -> dict:
         """Recall at FA <= 0.02 of each detector alone and fused, per tell (training/detectors.py)."""
         from longteng.inference.unknown import MAHALANOBIS
         from longteng.training.detectors import detector_report, detector_scores, novelty_scores
@@ -260,8 +278,8 @@ class _OnnxScorer:
         novelty = None
         if detector is not None and detector.method == MAHALANOBIS and "embedding" in self.outputs:
             novelty = novelty_scores(self.outputs["embedding"], supervised, self.class_names, detector.parameters)
-        flagged = np.array([m is not None for m in mismatches], dtype=bool)
-        scores = detector_scores(supervised, fused, flagged, novelty, self.class_names)
+        flagged = None if mismatches is None else np.array([m is not None for m in mismatches], dtype=bool)
+        scores = detector_scores(supervised, fused, flagged, novelty, self.class_names, aligned)
         return detector_report(scores, np.array([r.is_counterfeit for r in records]), [r.tells() for r in records])
 
     def unknown_report(self, reporter: Reporter) -> dict | None:

@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from longteng.cli import console
+from longteng.inference.aligned_check import DEFAULT_REFERENCES as DEFAULT_ALIGNED_REFERENCES
 from longteng.inference.text_check import DEFAULT_REFERENCES
 
 
@@ -28,6 +29,10 @@ def export_command(
         DEFAULT_REFERENCES, "--text-references",
         help="Genuine training photos per product whose print the text check learns (two-stage models; 0: read no print).",
     ),
+    aligned_references: int = typer.Option(
+        DEFAULT_ALIGNED_REFERENCES, "--aligned-references",
+        help="Genuine training photos per product the aligned check compares each item with (two-stage models; 0: none).",
+    ),
 ) -> None:
     """Export a checkpoint to one self-describing ONNX file, checked against the checkpoint on real photos."""
     from longteng.cli.progress import RichReporter
@@ -35,7 +40,7 @@ def export_command(
 
     options = ExportOptions(
         opset=opset, int8=int8, calibration=calibration, force=force, parity_data=parity_data, int8_mode=int8_mode,
-        text_references=text_references,
+        text_references=text_references, aligned_references=aligned_references,
     )
     result = export_model(model, out, options, RichReporter())
     console.out().print(_summary(result), markup=False, highlight=False)
