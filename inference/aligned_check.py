@@ -308,6 +308,10 @@ class AlignedCheck:
         if len(sizes) != 1 or not 32 <= sizes.pop() <= 1024:
             raise ConfigError("aligned check: every product's references must share one size from 32 to 1024 pixels")
 
+    @property
+    def size(self) -> int:
+        return int(next(iter(self.products.values())).template.shape[0])
+
     def score(self, features: np.ndarray) -> np.ndarray:
         """(N, F) comparisons' features -> (N,) log-odds that each shows a counterfeit."""
         return ((np.atleast_2d(features) - self.feature_mean) / self.feature_std) @ self.weights + self.bias

@@ -89,6 +89,11 @@ class PhotoPrediction:
         """Where the text check read a mismatch, in the stored photo's pixels (for overlays)."""
         return None if self.text_mismatch is None else self.text_mismatch.photo_box
 
+    @property
+    def aligned_box(self) -> tuple[tuple[float, float], ...] | None:
+        """Where the item differs most from its genuine references, in the stored photo's pixels."""
+        return None if self.aligned is None or self.aligned.photo_box is None else tuple(self.aligned.photo_box)
+
 
 PhotoFailure = UnusableFile
 

@@ -36,6 +36,10 @@ evidence              list | null                  photos and items: what a dete
                                                    score gives {"detector": "novelty", "product":
                                                    str, "novelty": float, "threshold": float}
                                                    when it lies beyond every genuine reference;
+                                                   the aligned check gives {"detector":
+                                                   "aligned", "product": str, "score": float,
+                                                   "threshold": float, "box": [[x, y] x 4] |
+                                                   null} (box: the most unusual place);
                                                    items add "path" to each
 item_count            int | null                   photos, models that find several items in a photo
                                                    (trained on item boxes): how many it found; null
@@ -133,7 +137,7 @@ def items_in_photo(prediction: PhotoPrediction) -> list[dict[str, Any]]:
 
 
 def photo_evidence(prediction: PhotoPrediction) -> list[dict[str, Any]]:
-    found = [prediction.text_mismatch, prediction.novelty]
+    found = [prediction.text_mismatch, prediction.novelty, prediction.aligned]
     return [entry.to_dict() for entry in found if entry is not None]
 
 

@@ -234,7 +234,8 @@ def registration_refusal(metadata, names) -> str | None:
 def register_product(model, name: str, photos: Sequence[Path], progress=None):
     """Measure `photos` (genuine, of one product) through the runtime's own path.
 
-    Returns (the RegisteredProduct, the OCR reads per photo, the failures). Raises ConfigError
+    Returns (the RegisteredProduct, the OCR reads per photo, the failures, the photos as the
+    aligned check's references: None when the model has no such check). Raises ConfigError
     when the model cannot register products or too few photos decode."""
     from longteng.inference.two_stage import outputs_for_paths
 
@@ -243,7 +244,8 @@ def register_product(model, name: str, photos: Sequence[Path], progress=None):
     refusal = registration_refusal(metadata, [name])
     if refusal is not None:
         raise ConfigError(refusal)
-    result = outputs_for_paths(model, list(photos), ("embedding",), progress=progress, read_print=True)
+    compares = metadata.aligned_check is not None
+    result = outputs_for_paths(model, list(photos), ("embedding",), progress=progress, read_print=True, keep_crops=compares)
     if len(result.kept) < MIN_REFERENCE_PHOTOS:
         raise ConfigError(
             f"{len(result.kept)} of {len(photos)} photos could be read; registering a product needs at least {MIN_REFERENCE_PHOTOS}"
@@ -253,7 +255,14 @@ def register_product(model, name: str, photos: Sequence[Path], progress=None):
         name, embedding.mean(axis=0).astype(np.float32), len(result.kept),
         _leave_one_out_radius(embedding, metadata.unknown.parameters), fit_spread(embedding), _leave_one_out_novelty(embedding),
     )
-    return product, result.reads, result.failures
+    references = None
+    if compares:
+        from longteng.inference.aligned_check import ProductReferences, shrink
+
+        size = metadata.aligned_check.size
+        aspects = [v.box.width / v.box.length if v.box is not None else 1.0 for v in result.views]
+        references = ProductReferences.build(np.stack([shrink(c, size) for c in result.crops]), aspects)
+    return product, result.reads, result.failures, references
 
 
 def _leave_one_out_radius(embedding: np.ndarray, parameters) -> float:
@@ -274,9 +283,9 @@ def _leave_one_out_novelty(embedding: np.ndarray) -> float:
     return float(max(scores))
 
 
-def with_product(metadata, product: RegisteredProduct, reads: list[list]):
-    """The metadata with `product` registered (replacing an earlier registration of the name)
-    and its print added to the text registry."""
+def with_product(metadata, product: RegisteredProduct, reads: list[list], references=None):
+    """The metadata with `product` registered (replacing an earlier registration of the name),
+    its print added to the text registry and its photos to the aligned check's references."""
     from dataclasses import replace
 
     from longteng.inference.text_check import TextRegistry
@@ -286,9 +295,12 @@ def with_product(metadata, product: RegisteredProduct, reads: list[list]):
     products = dict(registry.products)
     products[product.name] = learned.products[product.name]
     kept = tuple(p for p in metadata.registered_products if p.name != product.name)
+    aligned = metadata.aligned_check
+    if aligned is not None and references is not None:
+        aligned = aligned.with_product(product.name, references)
     return replace(
         metadata, registered_products=kept + (product,),
-        text_registry=TextRegistry(products, registry.mismatch_probability, registry.detection_side),
+        text_registry=TextRegistry(products, registry.mismatch_probability, registry.detection_side), aligned_check=aligned,
     )
 
 

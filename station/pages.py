@@ -69,6 +69,11 @@ def _evidence(entry: dict[str, Any]) -> str:
             f'<p class="evidence">unlike every genuine {escape(str(entry.get("product")))} reference: novelty '
             f'{escape(str(entry.get("novelty")))} (threshold {escape(str(entry.get("threshold")))})</p>'
         )
+    if entry.get("detector") == "aligned":
+        return (
+            f'<p class="evidence">differs from the genuine {escape(str(entry.get("product")))} references, place by place: '
+            f'score {escape(str(entry.get("score")))} (threshold {escape(str(entry.get("threshold")))})</p>'
+        )
     return ""
 
 

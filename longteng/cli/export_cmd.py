@@ -76,5 +76,11 @@ def _summary(result) -> str:
     else:
         words = "; ".join(f"{product}: {', '.join(entry['words']) or '-'}" for product, entry in registry.products.items())
         lines.append(f"  text check: registered words {words} (a mismatch means a counterfeit with probability {registry.mismatch_probability:g})")
+    aligned = result.metadata.aligned_check
+    if aligned is None:
+        lines.append("  aligned check: none (no training data, too few references, or --aligned-references 0)")
+    else:
+        counts = ", ".join(f"{name} {len(r.pixels)}" for name, r in sorted(aligned.products.items()))
+        lines.append(f"  aligned check: genuine references {counts}; stacked with the classifier, operating point chosen again")
     lines.append(f"  model card: {result.card_path}")
     return "\n".join(lines)

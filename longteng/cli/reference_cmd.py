@@ -46,9 +46,9 @@ def add_command(
     found = list(discover(photos))
     unreadable = [(entry.path, entry.reason, entry.detail) for entry in found if isinstance(entry, DiscoveryError)]
     paths = [entry for entry in found if not isinstance(entry, DiscoveryError)]
-    registered, reads, failures = register_product(runtime, product, paths)
+    registered, reads, failures, references = register_product(runtime, product, paths)
     unreadable += [(failure.path, failure.reason, failure.detail) for failure in failures]
-    metadata = with_product(runtime.metadata, registered, reads)
+    metadata = with_product(runtime.metadata, registered, reads, references)
     write_with_metadata(runtime.path, out, metadata)
     errors = console.err()
     for path, reason, detail in unreadable:
@@ -60,6 +60,7 @@ def add_command(
         + f"\n  print read on them: words {', '.join(entry['words']) or '-'}; formats {', '.join(entry['formats']) or '-'}"
         + f"\n  novelty threshold (the farthest a reference lies from the others' spread): {registered.novelty_threshold:.4g}; "
         "beyond it COUNTERFEIT, within it REFER, never GENUINE"
+        + ("" if references is None else f"\n  aligned check: {len(references.pixels)} references, compared place by place")
         + f"\n  wrote {out}",
         markup=False, highlight=False,
     )
