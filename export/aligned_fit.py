@@ -28,11 +28,14 @@ from longteng.inference.aligned_check import (
 )
 from longteng.inference.metadata import ModelMetadata
 from longteng.inference.two_stage import PathOutputs, outputs_for_paths
+from longteng.training.metrics import roc_auc
 from longteng.training.operating_point import choose_operating_point
 from longteng.training.progress import Reporter
 
 # The share of genuine validation photos allowed above the score at which the check "fires".
 _FIRE_RATE = 0.02
+# Fewer validation photos of either kind than this, and the stacking's three numbers are noise.
+MIN_PER_CLASS = 20
 
 
 def fit_aligned_check(
@@ -88,8 +91,10 @@ def fit_aligned_check(
     usable = np.isfinite(aligned)
     clipped = np.clip(supervised, 1e-9, 1 - 1e-9)
     both = np.stack([np.log(clipped / (1 - clipped)), aligned], axis=1)[usable]
-    if len(set(val_y[usable])) < 2:
-        return None, None, {"skipped": "no validation photo of both kinds registered onto its references"}
+    fewest = min(int((val_y[usable]).sum()), int((~val_y[usable]).sum()))
+    if fewest < MIN_PER_CLASS:
+        return None, None, {"skipped": f"{fewest} validation photos of one kind registered onto their references; "
+                                       f"the stacking needs at least {MIN_PER_CLASS} of each"}
     w, b, m, s = fit_logistic(both, val_y[usable])
     # Fold the standardisation in: logit = a * supervised + b * aligned + c.
     fusion = (float(w[0] / s[0]), float(w[1] / s[1]), float(b - w[0] * m[0] / s[0] - w[1] * m[1] / s[1]))
@@ -99,6 +104,9 @@ def fit_aligned_check(
     fires_above = float(genuine_scores[int(_FIRE_RATE * len(genuine_scores))]) if len(genuine_scores) else 0.0
     check = AlignedCheck(products, weights, bias, mean, std, neighbours, fusion, fires_above)
     stacked = counterfeit_score(stack_evidence(probabilities, metadata.class_names, aligned, fusion), metadata.class_names)
+    before, after = roc_auc(supervised, val_y), roc_auc(stacked, val_y)
+    if after < before:  # a check that does not help on validation photos does not ship
+        return None, None, {"skipped": f"validation ROC-AUC {after:.4f} stacked against {before:.4f} without"}
     chosen = metadata.operating_point
     try:
         operating_point = choose_operating_point(stacked, val_y, chosen.max_false_alarm_rate, chosen.min_counterfeit_recall)
@@ -112,9 +120,11 @@ def fit_aligned_check(
         "weights": {name: round(float(v), 4) for name, v in zip(FEATURES, weights)},
         "fusion": [round(v, 4) for v in fusion], "fires_above": round(fires_above, 4),
         "operating_point_before": chosen.to_dict(),
+        "validation_roc_auc": {"classifier": round(before, 4), "stacked": round(after, 4)},
     }
     reporter.message(
         f"aligned check: {sum(summary['reference_photos'].values())} references, fusion a={fusion[0]:.2f} "
-        f"b={fusion[1]:.2f} c={fusion[2]:.2f}; operating point chosen again on {len(val_y)} validation photos"
+        f"b={fusion[1]:.2f} c={fusion[2]:.2f}; validation ROC-AUC {before:.4f} -> {after:.4f}; operating point chosen "
+        f"again on {len(val_y)} validation photos"
     )
     return check, operating_point, summary

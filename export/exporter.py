@@ -203,6 +203,8 @@ def _export_two_stage(
                     model, base, data.genuine_references(options.aligned_references), data.record_of,
                     (train, [train_paths[k] for k in train.kept]), (val, [val_paths[k] for k in val.kept]), reporter,
                 )
+                if aligned is None:
+                    reporter.message(f"no aligned check: {aligned_summary['skipped']}")
         else:
             reporter.warning("no training data found: the model ships without an unknown-object detector")
         registry, text_summary = None, None
