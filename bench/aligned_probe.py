@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from longteng.data.layout import parse_tells, scan_dataset
-from longteng.inference.aligned_check import DEFAULT_REFERENCES, DEFAULT_SIZE, FEATURES, ProductReferences, compare, fit_logistic, shrink
+from longteng.inference.aligned_check import DEFAULT_REFERENCES, DEFAULT_SIZE, FEATURES, MIN_CORRELATION, ProductReferences, compare, fit_logistic, shrink
 from longteng.training.metrics import recall_at_false_alarm_rate, roc_auc
 
 
@@ -68,6 +68,7 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, required=True)
     parser.add_argument("--size", type=int, default=DEFAULT_SIZE)
     parser.add_argument("--references", type=int, default=DEFAULT_REFERENCES, help="genuine references per product")
+    parser.add_argument("--leave-out", action="store_true", help="also: each tell unseen by the check's weights")
     args = parser.parse_args()
     started = time.perf_counter()
     data = runtime_crops(args)
@@ -85,10 +86,12 @@ def main() -> None:
     print(f"references registered in {time.perf_counter() - started:.0f} s", flush=True)
 
     rows = np.flatnonzero(~is_reference)
-    x = np.zeros((len(data["crops"]), len(FEATURES)))
+    x = np.full((len(data["crops"]), len(FEATURES)), np.nan)
     for row in rows:
         references, cases = banks[data["products"][row]]
-        x[row] = compare(references, data["crops"][row], exclude=cases == data["cases"][row]).features
+        comparison = compare(references, data["crops"][row], exclude=cases == data["cases"][row])
+        if comparison.correlation >= MIN_CORRELATION:  # as the runtime: no say on a crop that does not register
+            x[row] = comparison.features
     print(f"compared {len(rows)} photos in {time.perf_counter() - started:.0f} s", flush=True)
 
     y = data["counterfeit"]
@@ -96,12 +99,16 @@ def main() -> None:
     train = (data["seeds"] == "train") & (data["splits"] == "train") & ~is_reference
     val = (data["seeds"] == "train") & (data["splits"] == "val")
     report = {"features alone (test ROC-AUC)": {name: round(roc_auc(x[test, k], y[test]), 3) for k, name in enumerate(FEATURES)}}
-    w, b, mu, sd = fit_logistic(x[train], y[train])
-    aligned = ((x - mu) / sd) @ w + b
+    registered = np.isfinite(x).all(axis=1)
+    w, b, mu, sd = fit_logistic(x[train & registered], y[train & registered])
+    aligned = ((x - mu) / sd) @ w + b  # NaN where it had no say
     supervised = np.log(np.clip(data["supervised"], 1e-6, 1 - 1e-6) / np.clip(1 - data["supervised"], 1e-6, 1))
     both = np.stack([supervised, aligned], axis=1)
-    w2, b2, mu2, sd2 = fit_logistic(both[val], y[val])
-    fused = ((both - mu2) / sd2) @ w2 + b2
+    w2, b2, mu2, sd2 = fit_logistic(both[val & registered], y[val & registered])
+    a, b_, c = w2[0] / sd2[0], w2[1] / sd2[1], b2 - w2[0] * mu2[0] / sd2[0] - w2[1] * mu2[1] / sd2[1]
+    fused = np.where(registered, a * supervised + b_ * np.nan_to_num(aligned) + c, supervised)  # decision.stack_evidence
+    lowest = np.nanmin(aligned) - 1.0
+    aligned = np.where(registered, aligned, lowest)
     np.savez(args.cache / "scores.npz", features=x, aligned=aligned, fused=fused, is_reference=is_reference)
     report["weights"] = {name: round(float(v), 2) for name, v in zip(FEATURES, w)}
     report["fusion weights (standardised supervised, aligned)"] = [round(float(v), 3) for v in w2]
@@ -114,6 +121,19 @@ def main() -> None:
             for tell in parse_tells(str(tells)):
                 per_tell[tell].append(score > threshold)
         report[name]["per_tell"] = {t: round(float(np.mean(v)), 2) for t, v in sorted(per_tell.items())}
+    if args.leave_out:
+        # Each tell in turn unseen by the check's weights: fitted on the training photos whose
+        # counterfeits do not carry it, tested on the test counterfeits that do (and all genuine).
+        carries = {t: np.array([t in parse_tells(str(v)) for v in data["tells"]]) for t in sorted({t for v in data["tells"] for t in parse_tells(str(v))})}
+        report["leave_one_tell_out (aligned alone, recall at FA <= 0.02)"] = {}
+        for tell, carrying in carries.items():
+            fit_rows = train & registered & ~carrying
+            wt, bt, mt, st = fit_logistic(x[fit_rows], y[fit_rows])
+            held = np.where(registered, ((np.nan_to_num(x) - mt) / st) @ wt + bt, lowest)
+            subset = test & (~y | carrying)
+            report["leave_one_tell_out (aligned alone, recall at FA <= 0.02)"][tell] = measure(held[subset], y[subset])["recall_at_fa_0.02"]
+        values = list(report["leave_one_tell_out (aligned alone, recall at FA <= 0.02)"].values())
+        report["leave_one_tell_out mean"] = round(float(np.mean(values)), 3)
     report["seconds"] = round(time.perf_counter() - started)
     print(json.dumps(report, indent=1))
 
