@@ -30,6 +30,7 @@ rapidocr); the bank is in the model's metadata (``longteng.aligned_check``).
 from __future__ import annotations
 
 import base64
+import functools
 import io
 import json
 import math
@@ -194,11 +195,17 @@ class ProductReferences:
             raise ConfigError(f"aligned check: references of shape {self.pixels.shape} do not fit a template of {self.template.shape}")
         if not (0.05 <= self.aspect <= 20 and 0.05 <= self.warp_aspect <= 20):
             raise ConfigError(f"aligned check: aspect {self.aspect!r} / {self.warp_aspect!r} out of range")
-        # Derived once per model load: the references' edges and colour thumbnails.
-        object.__setattr__(self, "_edges", np.stack([edge_map(p) for p in self.pixels]))
-        object.__setattr__(self, "_thumbs", np.stack([
-            cv2.resize(p, (24, 24), interpolation=cv2.INTER_AREA) for p in self.pixels
-        ]).reshape(n, -1).astype(np.float32))
+
+    # Derived from the pixels on first use, not at load: a photo needs one product's only, and
+    # `predict` of one photo starts faster.
+    @functools.cached_property
+    def edges(self) -> np.ndarray:
+        return np.stack([edge_map(p) for p in self.pixels])
+
+    @functools.cached_property
+    def thumbnails(self) -> np.ndarray:
+        return np.stack([cv2.resize(p, (24, 24), interpolation=cv2.INTER_AREA) for p in self.pixels]).reshape(
+            len(self.pixels), -1).astype(np.float32)
 
     @classmethod
     def build(cls, crops: np.ndarray, aspects: Sequence[float], iterations: int = 2) -> "ProductReferences":
@@ -231,12 +238,12 @@ def compare(references: ProductReferences, crop: np.ndarray, neighbours: int = D
     registration = register(small, references.template)
     pixels = registration.pixels
     thumb = cv2.resize(pixels, (24, 24), interpolation=cv2.INTER_AREA).reshape(-1).astype(np.float32)
-    distance = ((references._thumbs - thumb) ** 2).sum(axis=1)  # type: ignore[attr-defined]
+    distance = ((references.thumbnails - thumb) ** 2).sum(axis=1)
     if exclude is not None:
         distance = np.where(exclude, np.inf, distance)
     nearest = np.argsort(distance)[: min(neighbours, int(np.isfinite(distance).sum()))]
     ref_pixels = references.pixels[nearest].astype(np.float32)
-    ref_edges = references._edges[nearest]  # type: ignore[attr-defined]
+    ref_edges = references.edges[nearest]
     interior = _interior(size, references.aspect)
     mean, spread = ref_pixels.mean(axis=0), ref_pixels.std(axis=0) + _COLOUR_FLOOR
     matched = _match_photometry(pixels.astype(np.float32), mean, interior[..., None] / spread**2)
