@@ -34,7 +34,11 @@ def runtime_crops(args) -> dict:
     from longteng.inference.session import OnnxModel
     from longteng.inference.two_stage import outputs_for_paths
 
-    rows = [("train", r) for r in scan_dataset(args.train)] + [("test", r) for r in scan_dataset(args.test)]
+    train_records = scan_dataset(args.train)
+    if args.train_limit and len(train_records) > args.train_limit:  # a reproducible sample of the training seed
+        keep = np.sort(np.random.default_rng(0).choice(len(train_records), args.train_limit, replace=False))
+        train_records = [train_records[i] for i in keep]
+    rows = [("train", r) for r in train_records] + [("test", r) for r in scan_dataset(args.test)]
     model = OnnxModel(args.model)
     metadata = model.metadata
     paths = [(args.train if seed == "train" else args.test) / r.path for seed, r in rows]
@@ -68,6 +72,7 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, required=True)
     parser.add_argument("--size", type=int, default=DEFAULT_SIZE)
     parser.add_argument("--references", type=int, default=DEFAULT_REFERENCES, help="genuine references per product")
+    parser.add_argument("--train-limit", type=int, default=0, help="photos of the training seed to use (0: all)")
     parser.add_argument("--leave-out", action="store_true", help="also: each tell unseen by the check's weights")
     args = parser.parse_args()
     started = time.perf_counter()
