@@ -197,23 +197,15 @@ class ModelMetadata:
             raise CheckpointError(
                 f"{source}: metadata longteng.focus.decode_short_side {self.focus.decode_short_side} exceeds {MAX_DECODE_SHORT_SIDE}"
             )
-        if self.text_registry is not None:
+        known = self.trained_products | {p.name for p in self.registered_products}
+        for key, detector, what in (("longteng.text_registry", self.text_registry, "reads"),
+                                    ("longteng.aligned_check", self.aligned_check, "compares")):
+            if detector is None:
+                continue
             if self.focus is None:
-                raise CheckpointError(f"{source}: metadata longteng.text_registry needs a two-stage model (it reads the focus crop)")
-            products = self.trained_products | {p.name for p in self.registered_products}
-            strangers = sorted(set(self.text_registry.products) - products)
+                raise CheckpointError(f"{source}: metadata {key} needs a two-stage model (it {what} the focus crop)")
+            strangers = sorted(set(detector.products) - known)
             if strangers:
-                raise CheckpointError(
-                    f"{source}: metadata longteng.text_registry names products the model does not know: {', '.join(strangers)}"
-                )
-        if self.aligned_check is not None:
-            if self.focus is None:
-                raise CheckpointError(f"{source}: metadata longteng.aligned_check needs a two-stage model (it compares the focus crop)")
-            products = self.trained_products | {p.name for p in self.registered_products}
-            strangers = sorted(set(self.aligned_check.products) - products)
-            if strangers:
-                raise CheckpointError(
-                    f"{source}: metadata longteng.aligned_check names products the model does not know: {', '.join(strangers)}"
-                )
+                raise CheckpointError(f"{source}: metadata {key} names products the model does not know: {', '.join(strangers)}")
         if not isinstance(self.model_version, str) or not self.model_version.strip():
             raise CheckpointError(f"{source}: metadata longteng.model_version is empty")
