@@ -43,13 +43,16 @@ import numpy as np
 
 from longteng.decision import product_probabilities, stack_evidence
 from longteng.errors import ConfigError
+from longteng.focus import FocusSpec
 
 DEFAULT_SIZE = 192
 DEFAULT_NEIGHBOURS = 16
 # Genuine training photos per product kept as references (uint8 at DEFAULT_SIZE: 110 KB each).
 DEFAULT_REFERENCES = 48
-# The crop's item fills 1 / (1 + 2 margin) of its long side; statistics are taken inside this
-# share of it, so the background seen through the margin never counts.
+# The crop's item fills 1 / (1 + 2 margin) of its long side (the crop rule's margin, which no
+# option changes); statistics are taken inside this share of it, so the background seen
+# through the margin never counts.
+_ITEM_SHARE = 1.0 / (1.0 + 2.0 * FocusSpec().margin)
 _INTERIOR = 0.92
 # Floors of the references' spread (8-bit levels; edge-magnitude units): below them a
 # difference is sensor noise and JPEG, however alike the references are.
@@ -146,7 +149,7 @@ def _warp_aspect(warp: np.ndarray) -> float:
 
 def _interior(size: int, aspect: float) -> np.ndarray:
     grid = np.abs(np.arange(size) + 0.5 - size / 2) / (size / 2)
-    inside = _INTERIOR / 1.24
+    inside = _INTERIOR * _ITEM_SHARE
     return (grid[:, None] < inside) & (grid[None, :] < inside * min(aspect, 1.0))
 
 
