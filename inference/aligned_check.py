@@ -277,7 +277,8 @@ def _region(anomaly: np.ndarray, registration: Registration, scale: float) -> tu
     _, labels = cv2.connectedComponents((anomaly >= peak / 2).astype(np.uint8), connectivity=8)
     ys, xs = np.nonzero(labels == labels[np.unravel_index(int(anomaly.argmax()), anomaly.shape)])
     corners = np.array([[xs.min(), ys.min()], [xs.max() + 1, ys.min()], [xs.max() + 1, ys.max() + 1], [xs.min(), ys.max() + 1]], float)
-    mapped = (corners @ registration.warp[:, :2].T + registration.warp[:, 2]) * scale
+    # Where the registration stretches the item beyond the crop, only the crop can hold evidence.
+    mapped = np.clip(corners @ registration.warp[:, :2].T + registration.warp[:, 2], 0.0, anomaly.shape[0]) * scale
     return (float(mapped[:, 0].min()), float(mapped[:, 1].min()), float(mapped[:, 0].max()), float(mapped[:, 1].max()))
 
 

@@ -461,3 +461,30 @@ def test_reference_add_refuses_what_it_cannot_register_in_one_line(two_stage_mod
     error = capsys.readouterr().err.strip()
     assert fragment in error and "\n" not in error
     assert not out.exists()
+
+
+@pytest.mark.slow
+def test_the_aligned_check_is_evidence_in_predict_with_a_box_on_the_photo(two_stage_run, two_stage_model):
+    """Where the check fires, predict's record names it, with the place it found mapped back
+    onto the stored photo; where it stays quiet, the record has no such entry."""
+    from longteng.inference.predict import Predictor
+    from longteng.inference.records import photo_record
+
+    root, _ = two_stage_run
+    model_path = _with_aligned_check(two_stage_model.path, root, root / "aligned-predict.onnx")
+    predictor = Predictor(model_path)
+    photos = sorted((root / "data" / "gadget").glob("*/test_*.png"))
+    predictions = list(predictor.predict(photos))
+    fired = [p for p in predictions if p.aligned is not None]
+    assert fired, "the check fires on none of the photos"
+    for prediction in predictions:
+        entries = [e for e in photo_record(prediction, "v")["evidence"] if e["detector"] == "aligned"]
+        assert len(entries) == (prediction.aligned is not None)
+        if entries:
+            side = predictor.metadata.focus.input_size
+            assert all(0 <= v <= side for v in prediction.aligned.box)  # crop pixels, inside the crop
+            # The crop is a square around the grown box: its corners in the stored photo bound the place.
+            crop = np.array(prediction.view.crop_to_original([(0, 0), (side, 0), (side, side), (0, side)], predictor.metadata.focus))
+            low, high = crop.min(axis=0) - 1, crop.max(axis=0) + 1
+            assert entries[0]["score"] > entries[0]["threshold"]
+            assert all(low[0] <= x <= high[0] and low[1] <= y <= high[1] for x, y in entries[0]["box"]), (entries[0]["box"], crop)
