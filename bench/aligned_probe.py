@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from longteng.data.layout import parse_tells, scan_dataset
-from longteng.inference.aligned_check import DEFAULT_REFERENCES, DEFAULT_SIZE, FEATURES, MIN_CORRELATION, ProductReferences, compare, fit_logistic, shrink
+from longteng.export.aligned_fit import fit_logistic, fit_stacking
+from longteng.inference.aligned_check import DEFAULT_REFERENCES, DEFAULT_SIZE, FEATURES, MIN_CORRELATION, ProductReferences, compare, shrink
 from longteng.training.metrics import recall_at_false_alarm_rate, roc_auc
 
 
@@ -113,15 +114,13 @@ def main() -> None:
     w, b, mu, sd = fit_logistic(x[train & registered], y[train & registered])
     aligned = ((x - mu) / sd) @ w + b  # NaN where it had no say
     supervised = np.log(np.clip(data["supervised"], 1e-6, 1 - 1e-6) / np.clip(1 - data["supervised"], 1e-6, 1))
-    both = np.stack([supervised, aligned], axis=1)
-    w2, b2, mu2, sd2 = fit_logistic(both[val & registered], y[val & registered])
-    a, b_, c = w2[0] / sd2[0], w2[1] / sd2[1], b2 - w2[0] * mu2[0] / sd2[0] - w2[1] * mu2[1] / sd2[1]
+    a, b_, c = fit_stacking(supervised[val & registered], aligned[val & registered], y[val & registered])
     fused = np.where(registered, a * supervised + b_ * np.nan_to_num(aligned) + c, supervised)  # decision.stack_evidence
     lowest = np.nanmin(aligned) - 1.0
     aligned = np.where(registered, aligned, lowest)
     np.savez(args.cache / "scores.npz", features=x, aligned=aligned, fused=fused, is_reference=is_reference)
     report["weights"] = {name: round(float(v), 2) for name, v in zip(FEATURES, w)}
-    report["fusion weights (standardised supervised, aligned)"] = [round(float(v), 3) for v in w2]
+    report["fusion (a, b, c of decision.stack_evidence)"] = [round(float(v), 3) for v in (a, b_, c)]
     for name, value in (("aligned", aligned), ("supervised", supervised), ("fused", fused)):
         report[name] = measure(value[test], y[test])
         genuine = np.sort(value[test & ~y])[::-1]

@@ -24,7 +24,7 @@ from longteng.data.layout import Record
 from longteng.decision import OperatingPoint, calibrated_probabilities, counterfeit_score, stack_evidence
 from longteng.errors import ConfigError
 from longteng.inference.aligned_check import (
-    DEFAULT_NEIGHBOURS, DEFAULT_SIZE, FEATURES, MIN_CORRELATION, AlignedCheck, ProductReferences, compare, fit_logistic, shrink,
+    DEFAULT_NEIGHBOURS, DEFAULT_SIZE, FEATURES, MIN_CORRELATION, AlignedCheck, ProductReferences, compare, shrink,
 )
 from longteng.inference.metadata import ModelMetadata
 from longteng.inference.two_stage import PathOutputs, outputs_for_paths
@@ -90,14 +90,11 @@ def fit_aligned_check(
     aligned = np.where(np.isfinite(val_x).all(axis=1), check.score(np.nan_to_num(val_x)), np.nan)
     usable = np.isfinite(aligned)
     clipped = np.clip(supervised, 1e-9, 1 - 1e-9)
-    both = np.stack([np.log(clipped / (1 - clipped)), aligned], axis=1)[usable]
     fewest = min(int((val_y[usable]).sum()), int((~val_y[usable]).sum()))
     if fewest < MIN_PER_CLASS:
         return None, None, {"skipped": f"{fewest} validation photos of one kind registered onto their references; "
                                        f"the stacking needs at least {MIN_PER_CLASS} of each"}
-    w, b, m, s = fit_logistic(both, val_y[usable])
-    # Fold the standardisation in: logit = a * supervised + b * aligned + c.
-    fusion = (float(w[0] / s[0]), float(w[1] / s[1]), float(b - w[0] * m[0] / s[0] - w[1] * m[1] / s[1]))
+    fusion = fit_stacking(np.log(clipped / (1 - clipped))[usable], aligned[usable], val_y[usable])
     if fusion[0] <= 0:
         return None, None, {"skipped": f"the stacking gave the classifier a weight of {fusion[0]:.3f}"}
     genuine_scores = np.sort(aligned[usable & ~val_y])[::-1]
@@ -128,3 +125,25 @@ def fit_aligned_check(
         f"again on {len(val_y)} validation photos"
     )
     return check, operating_point, summary
+
+
+def fit_logistic(features: np.ndarray, labels: np.ndarray, l2: float = 0.01, steps: int = 3000):
+    """Standardised L2 logistic regression by gradient descent -> (weights, bias, mean, std);
+    deterministic, and small enough (a few hundred rows, a handful of columns) for numpy."""
+    x = np.asarray(features, dtype=np.float64)
+    y = np.asarray(labels, dtype=np.float64)
+    mean, std = x.mean(axis=0), x.std(axis=0) + 1e-6
+    xs = (x - mean) / std
+    w, b = np.zeros(x.shape[1]), 0.0
+    for _ in range(steps):
+        p = 1.0 / (1.0 + np.exp(-(xs @ w + b)))
+        w -= 0.1 * (xs.T @ (p - y) / len(y) + l2 * w)
+        b -= 0.1 * float((p - y).mean())
+    return w, float(b), mean, std
+
+
+def fit_stacking(classifier_logits: np.ndarray, scores: np.ndarray, labels: np.ndarray) -> tuple[float, float, float]:
+    """(a, b, c) of decision.stack_evidence: a logistic regression of the counterfeit label on
+    [classifier log-odds, check score], its standardisation folded into the three numbers."""
+    w, b, mean, std = fit_logistic(np.stack([classifier_logits, scores], axis=1), labels)
+    return (float(w[0] / std[0]), float(w[1] / std[1]), float(b - w[0] * mean[0] / std[0] - w[1] * mean[1] / std[1]))

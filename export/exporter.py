@@ -30,7 +30,7 @@ from longteng.focus import FocusSpec
 from longteng.inference.metadata import ModelMetadata, UnknownDetector
 from longteng.inference.model_file import check_model_out, save_with_metadata
 from longteng.inference.session import OnnxModel, RuntimeOptions
-from longteng.inference.aligned_check import DEFAULT_REFERENCES as DEFAULT_ALIGNED_REFERENCES, AlignedCheck
+from longteng.inference.aligned_check import DEFAULT_REFERENCES as DEFAULT_ALIGNED_REFERENCES
 from longteng.inference.text_check import DEFAULT_REFERENCES, TextRegistry
 from longteng.model.checkpoint import Checkpoint, build_model, load_checkpoint, resolve_checkpoint_path
 from longteng.export.model_card import write_model_card
@@ -127,8 +127,6 @@ def export_model(
             shipped, int8 = _int8(fp32_path, source, checkpoint_path.parent, data, scratch, options, reporter)
 
         detector, unknown = None, None
-        aligned, aligned_summary, operating_point = None, None, None
-        compares = data is not None and options.aligned_references > 0
         if data is not None:
             detector, unknown = _unknown_detector(shipped, data, scratch, options, reporter)
         else:

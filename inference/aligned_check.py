@@ -8,8 +8,9 @@ them. The check:
 
 1. **registers** the crop (shrunk to `size`) onto the product's template, the mean edge map of
    its aligned references, by ECC with an affine motion on gradient magnitude: edges do not
-   depend on the colourway or on whether the print is darker or lighter than the shell. Both
-   the glance's "up" and the opposite are tried;
+   depend on the colourway or on whether the print is darker or lighter than the shell. ECC
+   starts from the likeliest turns of a coarse search every 15 degrees (the glance's "up" is
+   off by any angle on a nearly square item);
 2. **compares** it with its `neighbours` nearest references (nearest in colour: the same
    colourway) pixel by pixel, in colour after a per-channel gain and offset fitted where they
    agree, and in edges: each difference in units of the references' own spread at that pixel
@@ -19,7 +20,7 @@ them. The check:
    shadows come in over an edge, while most tells sit inside (a blob touching the outline is
    still counted, by the share of the item it covers);
 4. **scores** a handful of statistics of those maps with a logistic regression, learnt at export
-   on the training photos of the trained products (generic statistics, so it applies to a
+   (export/aligned_fit.py) on the training photos of the trained products (generic statistics, so it applies to a
    registered product too).
 
 What it cannot see: a tell below the resolution of `size` (a single glyph's weight in fine
@@ -35,8 +36,8 @@ import io
 import json
 import math
 import zipfile
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -298,7 +299,6 @@ class AlignedCheck:
     # The score above which the check counts as having fired (evidence in reports): what
     # the top 2% of genuine validation photos reach.
     fires_above: float = 0.0
-    summary: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         f = len(FEATURES)
@@ -327,14 +327,6 @@ class AlignedCheck:
         """(N, F) comparisons' features -> (N,) log-odds that each shows a counterfeit."""
         return ((np.atleast_2d(features) - self.feature_mean) / self.feature_std) @ self.weights + self.bias
 
-    def check(self, product: str, crop: np.ndarray) -> tuple[float, Comparison] | None:
-        """None for a product without references."""
-        references = self.products.get(product)
-        if references is None:
-            return None
-        comparison = compare(references, crop, self.neighbours)
-        return float(self.score(comparison.features)[0]), comparison
-
     def to_json(self) -> str:
         buffer = io.BytesIO()
         arrays = {}
@@ -347,7 +339,7 @@ class AlignedCheck:
             "products": [{"name": name, "aspect": r.aspect, "warp_aspect": r.warp_aspect} for name, r in self.products.items()],
             "weights": [float(v) for v in self.weights], "bias": float(self.bias),
             "feature_mean": [float(v) for v in self.feature_mean], "feature_std": [float(v) for v in self.feature_std],
-            "fusion": [float(v) for v in self.fusion], "fires_above": float(self.fires_above), "summary": self.summary,
+            "fusion": [float(v) for v in self.fusion], "fires_above": float(self.fires_above),
             "arrays": base64.b64encode(buffer.getvalue()).decode("ascii"),
         }, sort_keys=True)
 
@@ -373,11 +365,11 @@ class AlignedCheck:
             )
         return cls(products, np.array(data["weights"], float), float(data["bias"]), np.array(data["feature_mean"], float),
                    np.array(data["feature_std"], float), int(data["neighbours"]), tuple(float(v) for v in data["fusion"]),
-                   float(data["fires_above"]), dict(data.get("summary", {})))
+                   float(data["fires_above"]))
 
     def with_product(self, name: str, references: ProductReferences) -> "AlignedCheck":
         return AlignedCheck({**self.products, name: references}, self.weights, self.bias, self.feature_mean,
-                            self.feature_std, self.neighbours, self.fusion, self.fires_above, self.summary)
+                            self.feature_std, self.neighbours, self.fusion, self.fires_above)
 
 
 # Below this correlation with its template the crop is not registered (the glance cut something
@@ -443,19 +435,4 @@ def apply_aligned_check(
     return stack_evidence(probabilities, class_names, scores, check.fusion), findings, scores
 
 
-def fit_logistic(features: np.ndarray, labels: np.ndarray, l2: float = 0.01, steps: int = 3000):
-    """Standardised L2 logistic regression by gradient descent -> (weights, bias, mean, std);
-    deterministic, and small enough (a few hundred rows, a handful of columns) for numpy."""
-    x = np.asarray(features, dtype=np.float64)
-    y = np.asarray(labels, dtype=np.float64)
-    mean, std = x.mean(axis=0), x.std(axis=0) + 1e-6
-    xs = (x - mean) / std
-    w, b = np.zeros(x.shape[1]), 0.0
-    for _ in range(steps):
-        p = 1.0 / (1.0 + np.exp(-(xs @ w + b)))
-        w -= 0.1 * (xs.T @ (p - y) / len(y) + l2 * w)
-        b -= 0.1 * float((p - y).mean())
-    return w, float(b), mean, std
-
-
-__all__ = ["AlignedCheck", "AlignedFinding", "Comparison", "aligned_scores", "apply_aligned_check", "FEATURES", "ProductReferences", "compare", "edge_map", "fit_logistic", "register", "shrink"]
+__all__ = ["AlignedCheck", "AlignedFinding", "Comparison", "aligned_scores", "apply_aligned_check", "FEATURES", "ProductReferences", "compare", "edge_map", "register", "shrink"]
