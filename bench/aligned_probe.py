@@ -94,14 +94,15 @@ def main() -> None:
     rows = np.flatnonzero(~is_reference)
     x = np.full((len(data["crops"]), len(FEATURES)), np.nan)
     features_cache = args.cache / f"features-{args.size}-{args.references}.npy"
-    for row in rows if not features_cache.is_file() else ():
-        references, cases = banks[data["products"][row]]
-        comparison = compare(references, data["crops"][row], exclude=cases == data["cases"][row])
-        if comparison.correlation >= MIN_CORRELATION:  # as the runtime: no say on a crop that does not register
-            x[row] = comparison.features
     if features_cache.is_file():
         x = np.load(features_cache)
-    np.save(features_cache, x)
+    else:
+        for row in rows:
+            references, cases = banks[data["products"][row]]
+            comparison = compare(references, data["crops"][row], exclude=cases == data["cases"][row])
+            if comparison.correlation >= MIN_CORRELATION:  # as the runtime: no say on a crop that does not register
+                x[row] = comparison.features
+        np.save(features_cache, x)
     print(f"compared {len(rows)} photos in {time.perf_counter() - started:.0f} s", flush=True)
 
     y = data["counterfeit"]

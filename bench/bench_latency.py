@@ -3,9 +3,10 @@
 Not a test. Loads the exported model once (as the station does), warms it up on one photo,
 then judges N photos one by one through `Predictor.predict` (decode, glance, crop, focus,
 unknown-object score, registered products, the aligned check when the model carries one, and
-the text check's OCR when the model reads print) and reports p50 / p95 per photo, with the same photos' stages timed apart through the
-runtime's own functions (inference/two_stage.py, inference/text_check.py): decode + glance
-input, glance + crop, focus, aligned check, OCR. Target (issue 10): p50 at most 300 ms on 2 cores.
+the text check's OCR when the model reads print) and reports p50 / p95 per photo, with the
+same photos' stages timed apart through the runtime's own functions (inference/two_stage.py,
+inference/aligned_check.py, inference/text_check.py): decode + glance input, glance + crop,
+focus, aligned check, OCR. Target (issue 10): p50 at most 300 ms on 2 cores.
 
     .venv/bin/python bench/bench_latency.py --model RUN/model.onnx --photos DATASET [--n 40] [--threads 2]
 

@@ -69,8 +69,7 @@ def make_register(variant: str):
             homography = np.vstack([best_warp, [0, 0, 1]]).astype(np.float32)
             try:
                 correlation, homography = cv2.findTransformECC(
-                    template, image_edges, homography, cv2.MOTION_HOMOGRAPHY,
-                    (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 60, 1e-4), None, 1)
+                    template, image_edges, homography, cv2.MOTION_HOMOGRAPHY, aligned_check._ECC_CRITERIA, None, 1)
             except cv2.error:
                 correlation = -1.0
             if correlation > best_correlation:
