@@ -75,6 +75,9 @@ def main() -> None:
     parser.add_argument("--references", type=int, default=DEFAULT_REFERENCES, help="genuine references per product")
     parser.add_argument("--train-limit", type=int, default=0, help="photos of the training seed to use (0: all)")
     parser.add_argument("--leave-out", action="store_true", help="also: each tell unseen by the check's weights")
+    parser.add_argument("--drop-features", default="", help="comma-separated FEATURES the check's weights do not use (an ablation)")
+    parser.add_argument("--box-aspect", action="store_true",
+                        help="also give the weights how far the glance box's aspect is from the product's references'")
     args = parser.parse_args()
     started = time.perf_counter()
     data = runtime_crops(args)
@@ -93,7 +96,7 @@ def main() -> None:
 
     rows = np.flatnonzero(~is_reference)
     x = np.full((len(data["crops"]), len(FEATURES)), np.nan)
-    features_cache = args.cache / f"features-{args.size}-{args.references}.npy"
+    features_cache = args.cache / f"features-{args.size}-{args.references}-{len(FEATURES)}.npy"
     if features_cache.is_file():
         x = np.load(features_cache)
     else:
@@ -105,13 +108,23 @@ def main() -> None:
         np.save(features_cache, x)
     print(f"compared {len(rows)} photos in {time.perf_counter() - started:.0f} s", flush=True)
 
+    names = list(FEATURES)
+    if args.box_aspect:
+        reference_aspect = {product: bank.aspect for product, (bank, _) in banks.items()}
+        box = np.abs(np.log(data["aspects"] / np.array([reference_aspect[p] for p in data["products"]])))
+        x, names = np.column_stack([x, np.where(np.isfinite(x).all(axis=1), box, np.nan)]), names + ["box_aspect"]
+    dropped = [name for name in args.drop_features.split(",") if name]
+    if unknown := sorted(set(dropped) - set(names)):
+        raise SystemExit(f"--drop-features: unknown {unknown}; allowed: {names}")
+    kept = [k for k, name in enumerate(names) if name not in dropped]
+    x, names = x[:, kept], [names[k] for k in kept]
     y = data["counterfeit"]
     test = data["seeds"] == "test"
     train = (data["seeds"] == "train") & (data["splits"] == "train") & ~is_reference
     val = (data["seeds"] == "train") & (data["splits"] == "val")
     registered = np.isfinite(x).all(axis=1)
     report = {"features alone (test ROC-AUC, registered crops)": {
-        name: round(roc_auc(x[test & registered, k], y[test & registered]), 3) for k, name in enumerate(FEATURES)}}
+        name: round(roc_auc(x[test & registered, k], y[test & registered]), 3) for k, name in enumerate(names)}}
     w, b, mu, sd = fit_logistic(x[train & registered], y[train & registered])
     aligned = ((x - mu) / sd) @ w + b  # NaN where it had no say
     supervised = np.log(np.clip(data["supervised"], 1e-6, 1 - 1e-6) / np.clip(1 - data["supervised"], 1e-6, 1))
@@ -120,7 +133,7 @@ def main() -> None:
     lowest = np.nanmin(aligned) - 1.0
     aligned = np.where(registered, aligned, lowest)
     np.savez(args.cache / "scores.npz", features=x, aligned=aligned, fused=fused, is_reference=is_reference)
-    report["weights"] = {name: round(float(v), 2) for name, v in zip(FEATURES, w)}
+    report["weights"] = {name: round(float(v), 2) for name, v in zip(names, w)}
     report["fusion (a, b, c of decision.stack_evidence)"] = [round(float(v), 3) for v in (a, b_, c)]
     for name, value in (("aligned", aligned), ("supervised", supervised), ("fused", fused)):
         report[name] = measure(value[test], y[test])
