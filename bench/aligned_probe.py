@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from longteng.data.layout import parse_tells, scan_dataset
-from longteng.export.aligned_fit import fit_logistic, fit_stacking
+from longteng.export.aligned_fit import fit_added_evidence, fit_logistic
 from longteng.inference.aligned_check import DEFAULT_REFERENCES, DEFAULT_SIZE, FEATURES, MIN_CORRELATION, ProductReferences, compare, shrink
 from longteng.training.metrics import recall_at_false_alarm_rate, roc_auc
 
@@ -58,6 +58,13 @@ def runtime_crops(args) -> dict:
     args.cache.mkdir(parents=True, exist_ok=True)
     np.savez(cache, **data)
     return data
+
+
+def fit_stacking(classifier_logits: np.ndarray, scores: np.ndarray, labels: np.ndarray) -> tuple[float, float, float]:
+    """(a, b, c): a logistic regression of the label on [classifier log-odds, check score], its
+    standardisation folded into the three numbers (the runtime's rule before the hinge)."""
+    w, b, mean, std = fit_logistic(np.stack([classifier_logits, scores], axis=1), labels)
+    return (float(w[0] / std[0]), float(w[1] / std[1]), float(b - w[0] * mean[0] / std[0] - w[1] * mean[1] / std[1]))
 
 
 def measure(scores: np.ndarray, positive: np.ndarray) -> dict:
@@ -129,9 +136,10 @@ def main() -> None:
     aligned = ((x - mu) / sd) @ w + b  # NaN where it had no say
     supervised = np.log(np.clip(data["supervised"], 1e-6, 1 - 1e-6) / np.clip(1 - data["supervised"], 1e-6, 1))
     a, b_, c = fit_stacking(supervised[val & registered], aligned[val & registered], y[val & registered])
-    fused = np.where(registered, a * supervised + b_ * np.nan_to_num(aligned) + c, supervised)  # decision.stack_evidence
-    # Variants of the stacking: the check speaks only beyond what a share of genuine
-    # validation photos reach (a hinge), so a genuine tail heavier on another seed costs less.
+    linear = np.where(registered, a * supervised + b_ * np.nan_to_num(aligned) + c, supervised)  # the earlier rule
+    # Variants: the check speaks only beyond what a share of genuine validation photos reach
+    # (a hinge), with the classifier's weight fitted or held at 1 ("added": the runtime's rule
+    # at the share 0.02, reported as "fused").
     hinged = {}
     genuine_val = np.sort(aligned[val & registered & ~y])[::-1]
     for share in (0.02, 0.1, 0.3):
@@ -140,12 +148,17 @@ def main() -> None:
         ha, hb, hc = fit_stacking(supervised[val & registered], hinge[val & registered], y[val & registered])
         hinged[f"fused_hinge_{share}"] = np.where(registered, ha * supervised + hb * hinge + hc, supervised)
         report[f"hinge fusion at {share} (a, b, c, knee)"] = [round(float(v), 3) for v in (ha, hb, hc, knee)]
+        # The classifier keeps its full say (a = 1): the check only adds evidence beyond the knee.
+        gb, gc = fit_added_evidence(supervised[val & registered], hinge[val & registered], y[val & registered])
+        hinged[f"added_hinge_{share}"] = np.where(registered, supervised + gb * hinge + gc, supervised)
+        report[f"added hinge at {share} (b, c)"] = [round(gb, 3), round(gc, 3)]
     lowest = np.nanmin(aligned) - 1.0
     aligned = np.where(registered, aligned, lowest)
+    fused = hinged.pop("added_hinge_0.02")
     np.savez(args.cache / "scores.npz", features=x, aligned=aligned, fused=fused, is_reference=is_reference)
     report["weights"] = {name: round(float(v), 2) for name, v in zip(names, w)}
-    report["fusion (a, b, c of decision.stack_evidence)"] = [round(float(v), 3) for v in (a, b_, c)]
-    for name, value in (("aligned", aligned), ("supervised", supervised), ("fused", fused), *hinged.items()):
+    report["linear stacking (a, b, c)"] = [round(float(v), 3) for v in (a, b_, c)]
+    for name, value in (("aligned", aligned), ("supervised", supervised), ("fused", fused), ("linear_stacking", linear), *hinged.items()):
         report[name] = measure(value[test], y[test])
         genuine = np.sort(value[test & ~y])[::-1]
         threshold = genuine[int(0.02 * len(genuine))]

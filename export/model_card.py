@@ -165,8 +165,9 @@ def _aligned_lines(metadata: ModelMetadata, summary: Mapping[str, Any] | None) -
     return [
         "The runtime registers each focus crop onto its product's genuine references and scores how it differs, "
         "place by place (inference/aligned_check.py); the counterfeit log-odds become "
-        f"{a:.3f} * logit(s) + {b:.3f} * score + {c:.3f}, fitted on validation photos, and the operating point "
-        "above was chosen on those stacked scores.",
+        f"{a:.3f} * logit(s) + {b:.3f} * max(0, score - {check.fires_above:.3f}) + {c:.3f}, fitted on validation "
+        "photos (the check adds evidence only where it fires), and the operating point above was chosen on those "
+        "fused scores.",
         f"* References per product: {counts} (at {check.size} px).",
         f"* It reports evidence (fires) above a score of {check.fires_above:.3f}: what 2% of genuine validation photos reach.",
     ]

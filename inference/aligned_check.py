@@ -66,7 +66,7 @@ FEATURES = (
     "colour_p99", "colour_mean", "edge_p99", "edge_mean", "edge_top1", "edge_p999", "outline_share",
     "correlation", "aspect_change",
 )
-_VERSION = 1
+_VERSION = 2  # 2: the fusion weighs the evidence above fires_above, not the score
 
 
 def shrink(crop: np.ndarray, size: int) -> np.ndarray:
@@ -294,10 +294,13 @@ class AlignedCheck:
     feature_std: np.ndarray
     neighbours: int = DEFAULT_NEIGHBOURS
     # Fusion with the classifier (decision.stack_evidence): counterfeit log-odds =
-    # fusion[0] * classifier log-odds + fusion[1] * this check's score + fusion[2].
+    # fusion[0] * classifier log-odds + fusion[1] * evidence + fusion[2], where the evidence
+    # is how far the check's score lies above `fires_above` (0 below it). Export fits
+    # fusion[0] = 1: the check adds evidence where it fires and never dilutes the
+    # classifier's say (a linear stacking did, and lost recall on another seed: README).
     fusion: tuple[float, float, float] = (1.0, 0.0, 0.0)
-    # The score above which the check counts as having fired (evidence in reports): what
-    # the top 2% of genuine validation photos reach.
+    # The score above which the check counts as having fired (evidence in reports, and the
+    # knee of its evidence): what the top 2% of genuine validation photos reach.
     fires_above: float = 0.0
 
     def __post_init__(self) -> None:
@@ -326,6 +329,11 @@ class AlignedCheck:
     def score(self, features: np.ndarray) -> np.ndarray:
         """(N, F) comparisons' features -> (N,) log-odds that each shows a counterfeit."""
         return ((np.atleast_2d(features) - self.feature_mean) / self.feature_std) @ self.weights + self.bias
+
+    def evidence(self, scores: np.ndarray) -> np.ndarray:
+        """(N,) scores -> how far each lies above `fires_above` (0 below; NaN: no say)."""
+        scores = np.asarray(scores, dtype=np.float64)
+        return np.where(np.isnan(scores), np.nan, np.maximum(scores - self.fires_above, 0.0))
 
     def to_json(self) -> str:
         buffer = io.BytesIO()
@@ -432,7 +440,7 @@ def apply_aligned_check(
         if comparison is not None and np.isfinite(score) and score > check.fires_above else None
         for product, score, comparison in zip(likeliest, scores, comparisons)
     ]
-    return stack_evidence(probabilities, class_names, scores, check.fusion), findings, scores
+    return stack_evidence(probabilities, class_names, check.evidence(scores), check.fusion), findings, scores
 
 
 __all__ = ["AlignedCheck", "AlignedFinding", "Comparison", "aligned_scores", "apply_aligned_check", "FEATURES", "ProductReferences", "compare", "edge_map", "register", "shrink"]

@@ -15,7 +15,7 @@ from longteng.data.synth.designs import genuine_design
 from longteng.data.synth.render import render_product
 from longteng.data.synth.tells import TellInstance, apply_tells
 from longteng.errors import ConfigError
-from longteng.export.aligned_fit import fit_logistic
+from longteng.export.aligned_fit import fit_added_evidence, fit_logistic
 from longteng.inference.aligned_check import (
     FEATURES, MIN_CORRELATION, AlignedCheck, ProductReferences, aligned_scores, apply_aligned_check, compare, edge_map, register,
 )
@@ -105,9 +105,17 @@ def test_the_bank_survives_the_metadata_and_scores_alike(fitted_check):
     assert scores[1] > scores[0]
     assert fused[1, 0] > fused[0, 0]
     assert findings[1] is not None and findings[1].to_dict()["detector"] == "aligned"
-    # 1 - s' follows the stacking formula exactly: sigmoid(a * logit(s) + b * score + c).
+    # 1 - s' follows the fusion exactly: sigmoid(a * logit(s) + b * max(0, score - knee) + c).
     expected = 1 / (1 + math.exp(-(math.log(0.3 / 0.7) + 0.5 * scores[1])))
     assert fused[1, 0] == pytest.approx(expected, rel=1e-6)
+    # Below the knee the check adds nothing: a genuine item a little unusual is not penalised.
+    knee = float(scores.mean())
+    hinged = AlignedCheck(again.products, again.weights, again.bias, again.feature_mean, again.feature_std,
+                          fusion=(1.0, 0.5, 0.0), fires_above=knee)
+    fused, findings, _ = apply_aligned_check(hinged, crops, probabilities, CLASSES)
+    assert fused[0, 0] == pytest.approx(0.3, rel=1e-6) and findings[0] is None
+    expected = 1 / (1 + math.exp(-(math.log(0.3 / 0.7) + 0.5 * (scores[1] - knee))))
+    assert fused[1, 0] == pytest.approx(expected, rel=1e-6) and findings[1] is not None
     assert np.isnan(aligned_scores(check, ["drone"], crops[:1])[0][0])  # a product without references has no say
 
 
@@ -135,3 +143,17 @@ def test_a_crop_of_nothing_registers_with_no_say(references):
     blank = np.full((SIZE, SIZE, 3), 90, np.uint8)
     assert register(blank, references.template).correlation < MIN_CORRELATION
     assert edge_map(blank).max() == 0.0
+
+
+def test_the_fusion_weighs_evidence_that_separates_and_never_goes_negative():
+    rng = np.random.default_rng(0)
+    labels = np.arange(400) % 2 == 1
+    logits = rng.normal(0, 1, 400) + labels  # a classifier that is weakly right
+    informative = np.where(labels, rng.exponential(2.0, 400), 0.0)  # fires on counterfeits only
+    b, _ = fit_added_evidence(logits, informative, labels)
+    assert b > 0.5
+    # Evidence that fires on genuine items only would get a negative weight from a free fit;
+    # here it gets none, so the check can only add to the classifier.
+    misleading = np.where(labels, 0.0, rng.exponential(2.0, 400))
+    b, _ = fit_added_evidence(logits, misleading, labels)
+    assert b == 0.0
