@@ -35,7 +35,7 @@ from longteng.training.progress import Reporter
 
 # The share of genuine validation photos allowed above the score at which the check "fires".
 _FIRE_RATE = 0.02
-# Fewer validation photos of either kind than this, and the stacking's three numbers are noise.
+# Fewer validation photos of either kind than this, and the fusion's numbers are noise.
 MIN_PER_CLASS = 20
 
 
@@ -94,7 +94,7 @@ def fit_aligned_check(
     fewest = min(int((val_y[usable]).sum()), int((~val_y[usable]).sum()))
     if fewest < MIN_PER_CLASS:
         return None, None, {"skipped": f"{fewest} validation photos of one kind registered onto their references; "
-                                       f"the stacking needs at least {MIN_PER_CLASS} of each"}
+                                       f"the fusion needs at least {MIN_PER_CLASS} of each"}
     genuine_scores = np.sort(aligned[usable & ~val_y])[::-1]
     fires_above = float(genuine_scores[int(_FIRE_RATE * len(genuine_scores))]) if len(genuine_scores) else 0.0
     check = AlignedCheck(products, weights, bias, mean, std, neighbours, (1.0, 0.0, 0.0), fires_above)

@@ -81,6 +81,6 @@ def _summary(result) -> str:
         lines.append("  aligned check: none (no training data, too few references, or --aligned-references 0)")
     else:
         counts = ", ".join(f"{name} {len(r.pixels)}" for name, r in sorted(aligned.products.items()))
-        lines.append(f"  aligned check: genuine references {counts}; stacked with the classifier, operating point chosen again")
+        lines.append(f"  aligned check: genuine references {counts}; its evidence added to the classifier where it fires, operating point chosen again")
     lines.append(f"  model card: {result.card_path}")
     return "\n".join(lines)
