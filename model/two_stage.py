@@ -5,8 +5,9 @@ Both stages share one frozen ImageNet trunk (an EfficientNet-Lite's stem and its
 cached, which is what makes a 384 px focus stage affordable on two CPU cores; only what
 comes after it trains.
 
-* glance: trunk(whole photo, letterboxed small) -> a 3x3 conv head -> per cell objectness
-  and the product's up vector (longteng.focus.box_from_maps turns them into a box).
+* glance: trunk(whole photo, letterboxed small) -> (a trunk of 4 blocks: a frozen copy of
+  block 5) -> a 3x3 conv head -> per cell objectness and the product's up vector
+  (longteng.focus.box_from_maps turns them into a box).
 * focus: trunk(upright product crop) -> blocks 5-6 and the 1x1 conv head (fine-tuned) ->
   a linear head at every position (class maps) -> pooled into logits.
 
@@ -19,6 +20,7 @@ and the mean trains more stably from few photos.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 from dataclasses import dataclass
@@ -39,6 +41,7 @@ TRUNK_CHANNELS = {
     "efficientnet_lite2": {4: 88, 5: 120},
 }
 FOCUS_CHANNELS = 1280  # every Lite's conv_head
+GLANCE_DEPTH = 5  # the glance reads the features after this many blocks, whatever the trunk
 GLANCE_OUTPUTS = 3  # objectness logit, up_x, up_y
 
 
@@ -107,26 +110,32 @@ class TwoStageModel(nn.Module):
         super().__init__()
         self.config = config
         self.trunk = nn.Sequential(backbone.conv_stem, backbone.bn1, *backbone.blocks[: config.trunk_blocks])
+        # The glance always reads the features after block 5: a shallower trunk (so that the
+        # focus stage fine-tunes more blocks) keeps a frozen copy of the blocks in between for
+        # the glance, whose boxes lost accuracy on block-4 features (IoU >= 0.7 on 91% of
+        # photos against 96%).
+        self.glance_neck = copy.deepcopy(nn.Sequential(*backbone.blocks[config.trunk_blocks : GLANCE_DEPTH]))
         self.glance_head = nn.Sequential(
-            nn.Conv2d(config.trunk_channels, config.glance_hidden, 3, padding=1),
+            nn.Conv2d(TRUNK_CHANNELS[config.backbone][GLANCE_DEPTH], config.glance_hidden, 3, padding=1),
             nn.ReLU(inplace=True),
             nn.Conv2d(config.glance_hidden, GLANCE_OUTPUTS, 1),
         )
         self.tail = nn.Sequential(*backbone.blocks[config.trunk_blocks :], backbone.conv_head, backbone.bn2)
         self.dropout = nn.Dropout2d(config.drop_rate)
         self.class_head = nn.Conv2d(FOCUS_CHANNELS, config.num_classes, 1)
-        for parameter in self.trunk.parameters():
+        for parameter in [*self.trunk.parameters(), *self.glance_neck.parameters()]:
             parameter.requires_grad_(False)
 
     def train(self, mode: bool = True) -> "TwoStageModel":
         super().train(mode)
         self.trunk.eval()  # frozen: its BatchNorm statistics stay ImageNet's
+        self.glance_neck.eval()
         return self
 
     # --- glance
     def glance_from_features(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """trunk features -> (objectness logits (N, h, w), up vectors (N, 2, h, w))."""
-        out = self.glance_head(features)
+        out = self.glance_head(self.glance_neck(features))
         return out[:, 0], out[:, 1:]
 
     def glance(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -23,7 +23,7 @@ from PIL import Image
 from longteng.errors import CheckpointError
 from longteng.model import efficientnet_lite
 from longteng.model.backbones import backbone_spec, create_backbone
-from longteng.preprocess import preprocess
+from longteng.preprocess import PreprocessSpec, preprocess
 
 skimage_data = pytest.importorskip("skimage.data")
 
@@ -297,6 +297,26 @@ def test_a_two_stage_model_on_lite2_has_its_wider_trunk():
         logits, maps, _ = model.focus_from_features(features)
     assert features.shape[1] == model.config.trunk_channels == 120
     assert objectness.shape == (1, 8, 8) and logits.shape == (1, 4) and maps.shape == (1, 4, 4, 4)
+
+
+def test_a_shallower_trunk_leaves_the_glance_reading_the_features_of_block_5():
+    """The focus stage fine-tunes block 4 of a 4-block trunk; the glance keeps ImageNet's
+    block 4, frozen, so its input is exactly what the 5-block trunk gives."""
+    from longteng.model.two_stage import TwoStageConfig, create_two_stage
+
+    shallow = create_two_stage(TwoStageConfig(trunk_blocks=4)).train()
+    deep = create_two_stage(TwoStageConfig(trunk_blocks=5)).eval()
+    x = photo_batch(skimage_data.chelsea(), PreprocessSpec(input_size=128))
+    with torch.no_grad():
+        assert torch.allclose(shallow.glance_neck(shallow.trunk(x)), deep.trunk(x), atol=1e-5)
+    glance_weights = {id(p) for p in shallow.trainable_parameters("glance")}
+    assert all(not p.requires_grad for p in shallow.glance_neck.parameters())
+    assert not glance_weights & {id(p) for p in shallow.glance_neck.parameters()}
+    # The tail's block 4 starts from the same weights but is another tensor: fine-tuning it
+    # leaves the glance's copy alone.
+    neck, tail = next(shallow.glance_neck.parameters()), next(shallow.tail.parameters())
+    assert torch.equal(neck, tail) and neck.data_ptr() != tail.data_ptr()
+    assert not shallow.glance_neck.training  # its BatchNorm statistics stay ImageNet's in training
 
 
 @pytest.mark.parametrize(("backbone", "trunk_blocks", "named"), [
