@@ -124,14 +124,14 @@ def prepare(data: Path, test: Path, work: Path, size: int) -> None:
     if head.exists():
         model.glance_head.load_state_dict(torch.load(head))
     else:
-        features = trainer._trunk_features(model, [i.glance for i in items["train"]], glance_spec, config, reporter, "glance train")
+        features = trainer._trunk_features(model, [i.glance for i in items["train"]], glance_spec, config, reporter, "glance train", "glance")
         trainer._train_glance(model, items["train"], features, glance_spec, config, reporter)
         torch.save(model.glance_head.state_dict(), head)
     for name, chunk, root in (("train", items["train"], data), ("val", items["val"], data), ("test", test_items, test)):
         if name == "train":
             crops = np.stack([item.crop for item in chunk])
         else:
-            features = trainer._trunk_features(model, [i.glance for i in chunk], glance_spec, config, reporter, f"glance {name}")
+            features = trainer._trunk_features(model, [i.glance for i in chunk], glance_spec, config, reporter, f"glance {name}", "glance")
             boxes = [found[0] if found else None for found in trainer._glance_boxes(model, features, chunk, glance_spec, 1)]
             crops = crops_at(root, chunk, boxes, glance_spec, focus_spec, workers=2)
         np.save(work / f"{name}_crops{size}.npy", crops)

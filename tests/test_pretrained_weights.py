@@ -293,13 +293,13 @@ def test_a_two_stage_model_on_lite2_has_its_wider_trunk():
     model = create_two_stage(TwoStageConfig(backbone="efficientnet_lite2", num_classes=4)).eval()
     with torch.no_grad():
         features = model.trunk(torch.zeros(1, 3, 128, 128))
-        objectness, _ = model.glance_from_features(features)
+        objectness, _ = model.glance_from_features(model.glance_features(torch.zeros(1, 3, 128, 128)))
         logits, maps, _ = model.focus_from_features(features)
     assert features.shape[1] == model.config.trunk_channels == 120
     assert objectness.shape == (1, 8, 8) and logits.shape == (1, 4) and maps.shape == (1, 4, 4, 4)
 
 
-def test_a_shallower_trunk_leaves_the_glance_reading_the_features_of_block_5():
+def test_a_shallower_trunk_leaves_the_glance_reading_five_blocks_deep():
     """The focus stage fine-tunes block 4 of a 4-block trunk; the glance keeps ImageNet's
     block 4, frozen, so its input is exactly what the 5-block trunk gives."""
     from longteng.model.two_stage import TwoStageConfig, create_two_stage
@@ -308,7 +308,8 @@ def test_a_shallower_trunk_leaves_the_glance_reading_the_features_of_block_5():
     deep = create_two_stage(TwoStageConfig(trunk_blocks=5)).eval()
     x = photo_batch(skimage_data.chelsea(), PreprocessSpec(input_size=128))
     with torch.no_grad():
-        assert torch.allclose(shallow.glance_neck(shallow.trunk(x)), deep.trunk(x), atol=1e-5)
+        assert torch.allclose(shallow.glance_features(x), deep.glance_features(x), atol=1e-5)
+        assert torch.allclose(deep.glance_features(x), deep.trunk(x))
     glance_weights = {id(p) for p in shallow.trainable_parameters("glance")}
     assert all(not p.requires_grad for p in shallow.glance_neck.parameters())
     assert not glance_weights & {id(p) for p in shallow.glance_neck.parameters()}

@@ -93,7 +93,7 @@ def train_two_stage(config: TrainConfig, reporter: Reporter | None = None) -> Tw
     # 2. the glance: trunk features of the whole photos, then its head
     started = time.perf_counter()
     glance_features = {
-        split: _trunk_features(model, [i.glance for i in chunk], glance_spec, config, reporter, f"glance features {split}")
+        split: _trunk_features(model, [i.glance for i in chunk], glance_spec, config, reporter, f"glance features {split}", "glance")
         for split, chunk in items.items()
     }
     has_boxes = sum(i.quad is not None for i in items["train"]) >= 0.5 * len(items["train"])
@@ -226,16 +226,19 @@ def _decode_splits(
 @torch.inference_mode()
 def _trunk_features(
     model: TwoStageModel, pixels, spec: PreprocessSpec, config: TrainConfig, reporter: Reporter, label: str,
+    stage: str = "focus",
 ) -> np.ndarray:
+    """The frozen features a stage trains on: the trunk's (focus) or the glance head's input."""
     model.eval()
+    extract, channels = (model.glance_features, model.config.glance_channels) if stage == "glance" else (model.trunk, model.config.trunk_channels)
     chunks = []
     with reporter.task(label, len(pixels)) as advance:
         for start in range(0, len(pixels), config.eval_batch_size):
             batch = np.asarray(pixels[start : start + config.eval_batch_size])
             inputs = torch.from_numpy(normalize(batch, spec)).contiguous(memory_format=torch.channels_last)
-            chunks.append(model.trunk(inputs).to(torch.float16).numpy())
+            chunks.append(extract(inputs).to(torch.float16).numpy())
             advance(len(batch))
-    return np.concatenate(chunks) if chunks else np.zeros((0, model.config.trunk_channels, 1, 1), np.float16)
+    return np.concatenate(chunks) if chunks else np.zeros((0, channels, 1, 1), np.float16)
 
 
 # --------------------------------------------------------------------------- glance
