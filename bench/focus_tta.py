@@ -31,11 +31,11 @@ from longteng.decision import counterfeit_score, softmax
 from longteng.focus import OrientedBox, focus_crop, parse_quad
 from longteng.inference.session import OnnxModel
 from longteng.inference.two_stage import locate, prepare_photo
+from longteng.training.focus_data import JITTER
 from longteng.training.metrics import recall_at_false_alarm_rate, roc_auc
 
 ROOT = Path(__file__).resolve().parent.parent
-# training/focus_data.py's JITTER: centre shift (share of the longer side), size, turn.
-SHIFT, GROW, TURN = 0.03, 0.05, math.radians(4.0)
+SHIFT, GROW, TURN = JITTER  # the trainer's: centre shift (share of the longer side), size, turn
 
 
 def perturbations(box: OrientedBox, count: int) -> list[OrientedBox]:

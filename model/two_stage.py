@@ -6,10 +6,10 @@ cached, which is what makes a 384 px focus stage affordable on two CPU cores; on
 comes after it trains.
 
 * glance: trunk(whole photo, letterboxed small) -> (a trunk of 4 blocks: a frozen copy of
-  block 4, so the glance always reads five blocks deep) -> a 3x3 conv head -> per cell objectness and the product's up vector
-  (longteng.focus.box_from_maps turns them into a box).
-* focus: trunk(upright product crop) -> the remaining blocks (4-6 by default) and the 1x1 conv head (fine-tuned) ->
-  a linear head at every position (class maps) -> pooled into logits.
+  block 4, so the glance always reads five blocks deep) -> a 3x3 conv head -> per cell
+  objectness and the product's up vector (longteng.focus.box_from_maps turns them into a box).
+* focus: trunk(upright product crop) -> the remaining blocks (4-6 by default) and the 1x1
+  conv head (fine-tuned) -> a linear head at every position (class maps) -> pooled into logits.
 
 Pooling (`TwoStageConfig.pooling`): ``avg`` (the default), ``lse`` (log-sum-exp, a smooth
 maximum that lets one region decide), ``max`` and ``topk``. Measured on the same data and
