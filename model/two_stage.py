@@ -1,7 +1,7 @@
 """The two-stage network: a glance that finds the product, a focus that reads it.
 
 Both stages share one frozen ImageNet trunk (an EfficientNet-Lite's stem and its first
-`trunk_blocks` blocks, stride 16). Frozen on purpose: its features of every training photo are computed once and
+`trunk_blocks` blocks: stride 8 for 3, 16 for 4 or 5). Frozen on purpose: its features of every training photo are computed once and
 cached, which is what makes a 384 px focus stage affordable on two CPU cores; only what
 comes after it trains.
 
@@ -33,12 +33,12 @@ from longteng.errors import ConfigError
 from longteng.model.backbones import WEIGHTS_DEFAULT, create_backbone
 
 POOLINGS = ("avg", "max", "topk", "lse")
-# Output channels of the stem + blocks 0..k-1, per backbone and trunk depth allowed (both
-# stride 16). Lite1 is Lite0 deeper; Lite2 is also wider.
+# Output channels of the stem + blocks 0..k-1, per backbone and trunk depth allowed (3: stride
+# 8; 4 and 5: stride 16). Lite1 is Lite0 deeper; Lite2 is also wider.
 TRUNK_CHANNELS = {
-    "efficientnet_lite0": {4: 80, 5: 112},
-    "efficientnet_lite1": {4: 80, 5: 112},
-    "efficientnet_lite2": {4: 88, 5: 120},
+    "efficientnet_lite0": {3: 40, 4: 80, 5: 112},
+    "efficientnet_lite1": {3: 40, 4: 80, 5: 112},
+    "efficientnet_lite2": {3: 48, 4: 88, 5: 120},
 }
 FOCUS_CHANNELS = 1280  # every Lite's conv_head
 GLANCE_DEPTH = 5  # the glance reads the features after this many blocks, whatever the trunk

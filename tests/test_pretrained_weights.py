@@ -322,7 +322,7 @@ def test_a_shallower_trunk_leaves_the_glance_reading_five_blocks_deep():
 
 @pytest.mark.parametrize(("backbone", "trunk_blocks", "named"), [
     ("resnet18", 5, "efficientnet_lite0, efficientnet_lite1, efficientnet_lite2"),
-    ("efficientnet_lite2", 3, "[4, 5]"),
+    ("efficientnet_lite2", 2, "[3, 4, 5]"),
 ])
 def test_two_stage_config_refuses_what_it_cannot_build_and_lists_the_allowed(backbone, trunk_blocks, named):
     from longteng.errors import ConfigError

@@ -23,7 +23,7 @@ def train_command(
     glance_size: int = typer.Option(_D["glance_size"], help="two_stage: the whole photo's size for the glance."),
     focus_size: int = typer.Option(_D["focus_size"], help="two_stage: the product crop's size for the focus stage."),
     pooling: str = typer.Option(_D["pooling"], help="two_stage: how class maps become logits: lse, topk, max or avg."),
-    trunk_blocks: int = typer.Option(_D["trunk_blocks"], help="two_stage: blocks of the frozen, cached trunk (4 or 5); the rest is fine-tuned."),
+    trunk_blocks: int = typer.Option(_D["trunk_blocks"], help="two_stage: blocks of the frozen, cached trunk (3, 4 or 5); the rest is fine-tuned."),
     batch_size: int = typer.Option(_D["batch_size"], help="Photos per step (per process under torchrun)."),
     lr: float = typer.Option(_D["lr"], help="Peak AdamW learning rate (warm-up, then cosine decay)."),
     backbone: str = typer.Option(_D["backbone"], help="Backbone name from the registry."),
