@@ -353,3 +353,25 @@ def test_expected_calibration_error_tolerates_float32_rounding_above_one():
     result = metrics.expected_calibration_error(np.array([1.0000001, 0.5]), np.array([1, 0]), n_bins=2)
     # Bin (0.5, 1]: one photo, confidence 1 (clipped), correct; bin [0, 0.5]: 0.5 vs 0 -> 1/2 * 0.5.
     assert result.ece == pytest.approx(0.25)
+
+
+def test_validation_metrics_judge_an_epoch_after_its_temperature():
+    """An over-confident epoch that ranks every photo right loses on the raw NLL (one
+    confident mistake in the argmax costs it) and wins once temperature-scaled: the trainers
+    keep the weights calibration will make the most of."""
+    from longteng.training.metrics import validation_metrics
+
+    classes = ["phone/counterfeit", "phone/genuine"]
+    labels = np.array([0] * 10 + [1] * 10)
+    rng = np.random.default_rng(0)
+    # Logit margins. Sure (30) and right on all but one photo, which it gets wrong by 15.
+    margins_sharp = np.r_[np.full(9, 1.0), -0.5, np.full(10, -1.0)] * 30
+    # Cautious: margin 0.4 everywhere, but three photos on the wrong side.
+    margins_soft = np.r_[np.full(8, 0.4), -0.4, -0.4, np.full(9, -0.4), 0.4] + rng.normal(0, 0.01, 20)
+    sharp, soft = (np.stack([m / 2, -m / 2], axis=1) for m in (margins_sharp, margins_soft))
+    a, b = validation_metrics(sharp, labels, classes), validation_metrics(soft, labels, classes)
+    assert a["val_nll"] > b["val_nll"]
+    assert a["val_nll_calibrated"] < b["val_nll_calibrated"]
+    assert a["val_counterfeit_auc"] > b["val_counterfeit_auc"]
+    assert a["val_temperature"] > 1.0  # the sharp epoch is cooled down
+    assert a["val_nll_calibrated"] <= a["val_nll"] and b["val_nll_calibrated"] <= b["val_nll"] + 1e-12

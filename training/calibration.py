@@ -105,7 +105,7 @@ def fit_score_calibration(scores: np.ndarray, is_counterfeit: np.ndarray, max_st
     x = np.log(clipped) - np.log1p(-clipped)
     slope, bias = 1.0, 0.0
     for _ in range(max_steps):
-        p = 1.0 / (1.0 + np.exp(-(slope * x + bias)))
+        p = 0.5 * (1.0 + np.tanh(0.5 * (slope * x + bias)))  # the logistic, without overflow on separable scores
         gradient = np.array([np.sum((p - positive) * x), np.sum(p - positive)])
         weight = p * (1.0 - p) + 1e-12
         hessian = np.array([[np.sum(weight * x * x), np.sum(weight * x)], [np.sum(weight * x), np.sum(weight)]])

@@ -33,7 +33,7 @@ from longteng.training.calibration import fit_calibration
 from longteng.training.config import TrainConfig
 from longteng.training.distributed import DistContext, all_reduce_sum, init_distributed, shutdown_distributed
 from longteng.training.evaluate import torch_logits
-from longteng.training.metrics import counterfeit_auc
+from longteng.training.metrics import validation_metrics
 from longteng.training.operating_point import choose_operating_point
 from longteng.training.progress import Reporter, SilentReporter
 
@@ -166,7 +166,7 @@ def _train(config: TrainConfig, resume: bool, reporter: Reporter, context: DistC
         optimizer.load_state_dict(last.optimizer_state)
         scheduler.load_state_dict(last.scheduler_state)
         start_epoch = last.epoch + 1
-        best_nll = float(last.extra.get("best_val_nll", math.inf))
+        best_nll = float(last.extra.get("best_val_nll_calibrated", math.inf))
         reporter.message(f"resuming {run_dir} at epoch {start_epoch + 1}/{config.epochs}")
 
     class_weights = _class_weights(splits["train"].labels, len(classes)) if config.balance_classes else None
@@ -191,8 +191,8 @@ def _train(config: TrainConfig, resume: bool, reporter: Reporter, context: DistC
             "epoch": epoch + 1, "frozen_backbone": frozen, "train_loss": train_loss, "train_acc": train_acc,
             **val, "lr": scheduler.get_last_lr()[0], "seconds": seconds, "train_images_per_s": seen / seconds,
         }
-        improved = val["val_nll"] < best_nll
-        best_nll = min(best_nll, val["val_nll"])
+        improved = val["val_nll_calibrated"] < best_nll
+        best_nll = min(best_nll, val["val_nll_calibrated"])
         if context.is_main:
             with open(run_dir / LOG_NAME, "a") as log:
                 log.write(json.dumps(entry) + "\n")
@@ -201,13 +201,13 @@ def _train(config: TrainConfig, resume: bool, reporter: Reporter, context: DistC
             save_checkpoint(
                 Checkpoint(
                     state_dict=model.state_dict(), epoch=epoch, metrics=entry, optimizer_state=optimizer.state_dict(),
-                    scheduler_state=scheduler.state_dict(), extra={"best_val_nll": best_nll}, **base_checkpoint,
+                    scheduler_state=scheduler.state_dict(), extra={"best_val_nll_calibrated": best_nll}, **base_checkpoint,
                 ),
                 run_dir / "last.pt",
             )
             reporter.message(
                 f"epoch {epoch + 1}/{config.epochs}: loss {train_loss:.3f} acc {train_acc:.3f} | "
-                f"val nll {val['val_nll']:.3f} acc {val['val_acc']:.3f} auc {val['val_counterfeit_auc']:.3f} | "
+                f"val nll {val['val_nll']:.3f} (at T {val['val_temperature']:.2f}: {val['val_nll_calibrated']:.3f}) acc {val['val_acc']:.3f} auc {val['val_counterfeit_auc']:.3f} | "
                 f"{seen / seconds:.1f} img/s{'  (best)' if improved else ''}"
             )
         context.barrier()
@@ -308,13 +308,7 @@ def _validate(
             model, data.decoded.pixels, spec, device, batch_size=config.eval_batch_size,
             channels_last=memory_format == torch.channels_last, progress=advance,
         )
-    log_probs = torch.log_softmax(torch.from_numpy(logits).double(), dim=1)
-    nll = float(F.nll_loss(log_probs, torch.from_numpy(data.labels)).item())
-    return {
-        "val_nll": nll,
-        "val_acc": float(np.mean(logits.argmax(1) == data.labels)),
-        "val_counterfeit_auc": counterfeit_auc(logits, data.labels, classes),
-    }
+    return validation_metrics(logits, data.labels, classes)
 
 
 def _plot_curves(run_dir: Path) -> None:

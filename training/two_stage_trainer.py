@@ -37,7 +37,7 @@ from longteng.preprocess import PreprocessSpec, normalize
 from longteng.training.calibration import fit_calibration
 from longteng.training.config import TrainConfig
 from longteng.training.focus_data import GlanceItem, crops_at, glance_items, jittered
-from longteng.training.metrics import counterfeit_auc
+from longteng.training.metrics import validation_metrics
 from longteng.training.operating_point import choose_operating_point
 from longteng.training.progress import Reporter, SilentReporter
 
@@ -398,7 +398,7 @@ def _train_focus(
     model: TwoStageModel, splits: dict[str, FocusSplit], classes: list[str], config: TrainConfig,
     reporter: Reporter, run_dir: Path,
 ) -> tuple[dict[str, torch.Tensor], int, list[dict[str, Any]]]:
-    """(the weights of the epoch with the best validation NLL, that epoch, the history)."""
+    """(the weights of the epoch with the best validation NLL once temperature-scaled, that epoch, the history)."""
     train = splits["train"]
     counts = np.bincount(train.labels, minlength=len(classes)).astype(np.float64)
     weights = torch.tensor(len(train.labels) / (len(classes) * np.maximum(counts, 1)), dtype=torch.float32)
@@ -443,19 +443,19 @@ def _train_focus(
             val_logits = _focus_logits(model, splits["val"].features, config)
             entry = {
                 "epoch": epoch, "phase": phase, "train_loss": totals[0] / totals[2], "train_acc": totals[1] / totals[2],
-                **_val_metrics(val_logits, splits["val"].labels, classes), "seconds": seconds,
+                **validation_metrics(val_logits, splits["val"].labels, classes), "seconds": seconds,
                 "train_images_per_s": totals[2] / seconds,
             }
-            improved = entry["val_nll"] < best_nll
+            improved = entry["val_nll_calibrated"] < best_nll
             if improved:
-                best_nll, best_epoch = entry["val_nll"], epoch
+                best_nll, best_epoch = entry["val_nll_calibrated"], epoch
                 best_state = {k: v.clone() for k, v in model.state_dict().items()}
             history.append(entry)
             with open(run_dir / LOG_NAME, "a") as log:
                 log.write(json.dumps(entry) + "\n")
             reporter.message(
                 f"focus epoch {epoch} ({phase}): loss {entry['train_loss']:.3f} | val nll {entry['val_nll']:.3f} "
-                f"acc {entry['val_acc']:.3f} auc {entry['val_counterfeit_auc']:.3f} | "
+                f"(at T {entry['val_temperature']:.2f}: {entry['val_nll_calibrated']:.3f}) acc {entry['val_acc']:.3f} auc {entry['val_counterfeit_auc']:.3f} | "
                 f"{entry['train_images_per_s']:.1f} img/s{'  (best)' if improved else ''}"
             )
     for parameter in model.tail.parameters():
@@ -473,15 +473,6 @@ def _focus_logits(model: TwoStageModel, features: np.ndarray, config: TrainConfi
         for start in range(0, len(features), config.eval_batch_size)
     ]
     return np.concatenate(chunks) if chunks else np.zeros((0, model.config.num_classes), np.float32)
-
-
-def _val_metrics(logits: np.ndarray, labels: np.ndarray, classes: list[str]) -> dict[str, float]:
-    log_probs = torch.log_softmax(torch.from_numpy(logits).double(), dim=1)
-    nll = float(F.nll_loss(log_probs, torch.from_numpy(labels)).item())
-    return {
-        "val_nll": nll, "val_acc": float(np.mean(logits.argmax(1) == labels)),
-        "val_counterfeit_auc": counterfeit_auc(logits, labels, classes),
-    }
 
 
 __all__ = [
