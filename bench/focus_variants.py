@@ -70,7 +70,7 @@ from longteng.focus import FocusSpec, OrientedBox, decode_for_focus, focus_crop,
 from longteng.model.two_stage import pool_maps
 from longteng.training.focus_data import crops_at, evidence_target, glance_items, jittered
 from longteng.training.malloc import tune_malloc
-from longteng.training.metrics import best_threshold_at_false_alarm_rate, recall_at_false_alarm_rate, roc_auc
+from longteng.training.metrics import best_threshold_at_false_alarm_rate, recall_at_false_alarm_rate, roc_auc, validation_metrics
 
 VARIANTS = {
     "base": {},
@@ -215,14 +215,18 @@ def reference_features(queries: np.ndarray, query_products: np.ndarray, query_ca
     return out
 
 
-def counterfeit_scores(model, features: np.ndarray, classes: list[str]) -> np.ndarray:
+def focus_logits(model, features: np.ndarray) -> np.ndarray:
     model.eval()
     out = []
     with torch.no_grad():
         for start in range(0, len(features), 64):
             batch = torch.from_numpy(features[start : start + 64]).float().contiguous(memory_format=torch.channels_last)
             out.append(model.focus_from_features(batch)[0].numpy())
-    return counterfeit_score(softmax(np.concatenate(out)), classes)
+    return np.concatenate(out)
+
+
+def counterfeit_scores(model, features: np.ndarray, classes: list[str]) -> np.ndarray:
+    return counterfeit_score(softmax(focus_logits(model, features)), classes)
 
 
 def evidence_peaks(model, evidence_head, features: np.ndarray) -> np.ndarray:
@@ -282,13 +286,8 @@ def run_variant(name: str, work: Path, shift=0, channel_drop=0.0, ema=0.0, drop_
     splits = {s: json.loads((work / f"{s}_labels.json").read_text()) for s in ("train", "val", "test")}
     classes = splits["train"]["classes"]
     is_counterfeit = np.array([is_counterfeit_class(c) for c in classes])
-    model = create_two_stage(TwoStageConfig(backbone=backbone, num_classes=len(classes), trunk_blocks=max(trunk, 4),
+    model = create_two_stage(TwoStageConfig(backbone=backbone, num_classes=len(classes), trunk_blocks=trunk,
                                             pooling=pooling)).to(memory_format=torch.channels_last)
-    if trunk == 3:  # not a depth the model offers (the glance wants stride 16): block 3 moves to the tail here
-        model.tail = torch.nn.Sequential(model.trunk[-1], *model.tail)
-        model.trunk = model.trunk[:-1]
-        for parameter in model.tail.parameters():
-            parameter.requires_grad_(True)
     started = time.perf_counter()
     features = {s: trunk_features(model, work, s, size, trunk) for s in splits}
     labels = {s: np.array(splits[s]["labels"]) for s in splits}
@@ -380,14 +379,18 @@ def run_variant(name: str, work: Path, shift=0, channel_drop=0.0, ema=0.0, drop_
                             else:
                                 kept.copy_(current)
             judged = averaged if averaged is not None else model
-            val = counterfeit_scores(judged, features["val"], classes)
+            val_logits = focus_logits(judged, features["val"])
+            val = counterfeit_score(softmax(val_logits), classes)
+            # What a trainer could choose its epoch by (training/metrics.validation_metrics).
+            chosen_by = validation_metrics(val_logits, labels["val"], classes)
             test = counterfeit_scores(judged, features["test"], classes)
             positive = is_counterfeit[labels["test"]]
             if evidence_loss:
                 peak_val, peak_test = (evidence_peaks(judged, evidence_head, features[s]) for s in ("val", "test"))
                 print(f"  {name} evidence peak alone: val ROC-AUC {roc_auc(peak_val, is_counterfeit[labels['val']]):.3f} test "
                       f"{roc_auc(peak_test, positive):.3f} recall@FA0.02 {recall_at_false_alarm_rate(peak_test, positive, 0.02):.3f}", flush=True)
-            print(f"  {name} {phase} epoch {epoch + 1}: val ROC-AUC {roc_auc(val, is_counterfeit[labels['val']]):.3f} "
+            print(f"  {name} {phase} epoch {epoch + 1}: val NLL {chosen_by['val_nll']:.3f} (at T {chosen_by['val_temperature']:.2f}: "
+                  f"{chosen_by['val_nll_calibrated']:.3f}) val ROC-AUC {roc_auc(val, is_counterfeit[labels['val']]):.3f} "
                   f"test ROC-AUC {roc_auc(test, positive):.3f} recall@FA0.02 "
                   f"{recall_at_false_alarm_rate(test, positive, 0.02):.3f} ({time.perf_counter() - started:.0f}s)", flush=True)
     positive = is_counterfeit[labels["test"]]
