@@ -357,8 +357,7 @@ def test_expected_calibration_error_tolerates_float32_rounding_above_one():
 
 def test_validation_metrics_judge_an_epoch_after_its_temperature():
     """An over-confident epoch that ranks every photo right loses on the raw NLL (one
-    confident mistake in the argmax costs it) and wins once temperature-scaled: the trainers
-    keep the weights calibration will make the most of."""
+    confident mistake in the argmax costs it) and wins once temperature-scaled."""
     from longteng.training.metrics import validation_metrics
 
     classes = ["phone/counterfeit", "phone/genuine"]
@@ -375,3 +374,22 @@ def test_validation_metrics_judge_an_epoch_after_its_temperature():
     assert a["val_counterfeit_auc"] > b["val_counterfeit_auc"]
     assert a["val_temperature"] > 1.0  # the sharp epoch is cooled down
     assert a["val_nll_calibrated"] <= a["val_nll"] and b["val_nll_calibrated"] <= b["val_nll"] + 1e-12
+
+
+@pytest.mark.parametrize(
+    "better, worse, why",
+    [
+        (dict(val_counterfeit_auc=0.93, val_nll_calibrated=0.45), dict(val_counterfeit_auc=0.91, val_nll_calibrated=0.40),
+         "the ranking decides, not the NLL"),
+        (dict(val_counterfeit_auc=0.9301, val_nll_calibrated=0.41), dict(val_counterfeit_auc=0.9304, val_nll_calibrated=0.44),
+         "AUC within a thousandth is a tie the calibrated NLL breaks"),
+        (dict(val_counterfeit_auc=float("nan"), val_nll_calibrated=0.30), dict(val_counterfeit_auc=float("nan"), val_nll_calibrated=0.50),
+         "without an AUC (one side only) the NLL decides"),
+        (dict(val_counterfeit_auc=0.60, val_nll_calibrated=0.90), dict(val_counterfeit_auc=float("nan"), val_nll_calibrated=0.10),
+         "any AUC beats none"),
+    ],
+)
+def test_selection_key_orders_epochs(better, worse, why):
+    from longteng.training.metrics import selection_key
+
+    assert selection_key(better) > selection_key(worse), why

@@ -63,6 +63,17 @@ def test_checkpoint_is_self_describing_and_reproduces_its_logits(finished_run):
     assert torch.equal(first, second)
 
 
+def test_best_checkpoint_is_the_epoch_its_log_ranks_best(finished_run):
+    import json
+
+    from longteng.training.metrics import selection_key
+
+    _, result = finished_run
+    history = [json.loads(line) for line in (result.run_dir / "log.jsonl").read_text().splitlines()]
+    ranked = max(history, key=selection_key)
+    assert load_checkpoint(result.best).epoch + 1 == ranked["epoch"]  # checkpoints count from 0, the log from 1
+
+
 def test_resume_continues_exactly_where_it_stopped(tiny_dataset, finished_run, tmp_path):
     _, straight = finished_run
     interrupted = tmp_path / "interrupted"

@@ -177,6 +177,19 @@ def test_two_stage_training_learns_and_finds_the_product(two_stage_run):
 
 
 @pytest.mark.slow
+def test_two_stage_keeps_the_epoch_its_log_ranks_best(two_stage_run):
+    import json
+
+    from longteng.model.checkpoint import load_checkpoint
+    from longteng.training.metrics import selection_key
+
+    _, result = two_stage_run
+    history = [json.loads(line) for line in (result.run_dir / "log.jsonl").read_text().splitlines()]
+    ranked = max(history, key=selection_key)  # the first of equals, as the trainer keeps it
+    assert load_checkpoint(result.best).epoch == ranked["epoch"]
+
+
+@pytest.mark.slow
 def test_two_stage_export_parity_and_predict(two_stage_run, two_stage_model):
     from longteng.inference.predict import Predictor
 

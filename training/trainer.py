@@ -33,7 +33,7 @@ from longteng.training.calibration import fit_calibration
 from longteng.training.config import TrainConfig
 from longteng.training.distributed import DistContext, all_reduce_sum, init_distributed, shutdown_distributed
 from longteng.training.evaluate import torch_logits
-from longteng.training.metrics import validation_metrics
+from longteng.training.metrics import selection_key, validation_metrics
 from longteng.training.operating_point import choose_operating_point
 from longteng.training.progress import Reporter, SilentReporter
 
@@ -159,14 +159,14 @@ def _train(config: TrainConfig, resume: bool, reporter: Reporter, context: DistC
     optimizer = _optimizer(model, config)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup_cosine(total_steps, config.warmup_fraction))
 
-    start_epoch, best_nll = 0, math.inf
+    start_epoch, best_key = 0, (-math.inf, -math.inf)
     if resume:
         last = load_checkpoint(run_dir / "last.pt")
         model.load_state_dict(last.state_dict)
         optimizer.load_state_dict(last.optimizer_state)
         scheduler.load_state_dict(last.scheduler_state)
         start_epoch = last.epoch + 1
-        best_nll = float(last.extra.get("best_val_nll_calibrated", math.inf))
+        best_key = tuple(last.extra.get("best_selection_key", best_key))
         reporter.message(f"resuming {run_dir} at epoch {start_epoch + 1}/{config.epochs}")
 
     class_weights = _class_weights(splits["train"].labels, len(classes)) if config.balance_classes else None
@@ -191,8 +191,8 @@ def _train(config: TrainConfig, resume: bool, reporter: Reporter, context: DistC
             "epoch": epoch + 1, "frozen_backbone": frozen, "train_loss": train_loss, "train_acc": train_acc,
             **val, "lr": scheduler.get_last_lr()[0], "seconds": seconds, "train_images_per_s": seen / seconds,
         }
-        improved = val["val_nll_calibrated"] < best_nll
-        best_nll = min(best_nll, val["val_nll_calibrated"])
+        improved = selection_key(val) > best_key
+        best_key = max(best_key, selection_key(val))
         if context.is_main:
             with open(run_dir / LOG_NAME, "a") as log:
                 log.write(json.dumps(entry) + "\n")
@@ -201,7 +201,7 @@ def _train(config: TrainConfig, resume: bool, reporter: Reporter, context: DistC
             save_checkpoint(
                 Checkpoint(
                     state_dict=model.state_dict(), epoch=epoch, metrics=entry, optimizer_state=optimizer.state_dict(),
-                    scheduler_state=scheduler.state_dict(), extra={"best_val_nll_calibrated": best_nll}, **base_checkpoint,
+                    scheduler_state=scheduler.state_dict(), extra={"best_selection_key": list(best_key)}, **base_checkpoint,
                 ),
                 run_dir / "last.pt",
             )

@@ -37,7 +37,7 @@ from longteng.preprocess import PreprocessSpec, normalize
 from longteng.training.calibration import fit_calibration
 from longteng.training.config import TrainConfig
 from longteng.training.focus_data import GlanceItem, crops_at, glance_items, jittered
-from longteng.training.metrics import validation_metrics
+from longteng.training.metrics import selection_key, validation_metrics
 from longteng.training.operating_point import choose_operating_point
 from longteng.training.progress import Reporter, SilentReporter
 
@@ -398,13 +398,13 @@ def _train_focus(
     model: TwoStageModel, splits: dict[str, FocusSplit], classes: list[str], config: TrainConfig,
     reporter: Reporter, run_dir: Path,
 ) -> tuple[dict[str, torch.Tensor], int, list[dict[str, Any]]]:
-    """(the weights of the epoch with the best validation NLL once temperature-scaled, that epoch, the history)."""
+    """(the weights of the best epoch by `selection_key`, that epoch, the history)."""
     train = splits["train"]
     counts = np.bincount(train.labels, minlength=len(classes)).astype(np.float64)
     weights = torch.tensor(len(train.labels) / (len(classes) * np.maximum(counts, 1)), dtype=torch.float32)
     phases = [("head", config.probe_epochs)] * (config.probe_epochs > 0) + [("tail", config.epochs)]
     history: list[dict[str, Any]] = []
-    best_nll, best_state, best_epoch = math.inf, {k: v.clone() for k, v in model.state_dict().items()}, 0
+    best_key, best_state, best_epoch = (-math.inf, -math.inf), {k: v.clone() for k, v in model.state_dict().items()}, 0
     rng = np.random.default_rng([config.seed, 11])
     epoch = 0
     for phase, epochs in phases:
@@ -446,9 +446,9 @@ def _train_focus(
                 **validation_metrics(val_logits, splits["val"].labels, classes), "seconds": seconds,
                 "train_images_per_s": totals[2] / seconds,
             }
-            improved = entry["val_nll_calibrated"] < best_nll
+            improved = selection_key(entry) > best_key
             if improved:
-                best_nll, best_epoch = entry["val_nll_calibrated"], epoch
+                best_key, best_epoch = selection_key(entry), epoch
                 best_state = {k: v.clone() for k, v in model.state_dict().items()}
             history.append(entry)
             with open(run_dir / LOG_NAME, "a") as log:
