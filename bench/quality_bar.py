@@ -64,7 +64,7 @@ SCENARIOS = {
     "hard-1600": ("hard", "1600x1200", "hard-1600", []),
     "phone": ("medium", "4000x3000", "phone", []),
     "single-1600": ("medium", "1600x1200", "medium-1600", ["--architecture", "single_stage"]),
-    # The focus stage with block 4 fine-tuned too (a trunk of 4 frozen blocks, not 5).
+    # The focus stage with block 3 fine-tuned too (a trunk of 3 frozen blocks, not the default 4).
     "trunk3-1600": ("medium", "1600x1200", "medium-1600", ["--trunk-blocks", "3"]),
 }
 
