@@ -54,7 +54,9 @@ class TwoStageConfig:
     topk_fraction: float = 0.05
     drop_rate: float = 0.2
     glance_hidden: int = 64
-    trunk_blocks: int = 5  # frozen, cached: the stem and this many blocks
+    # Frozen, cached: the stem and this many blocks. 5 is what checkpoints written before the
+    # field existed were trained with; what training uses is TrainConfig.trunk_blocks.
+    trunk_blocks: int = 5
 
     def __post_init__(self) -> None:
         if self.backbone not in TRUNK_CHANNELS:
