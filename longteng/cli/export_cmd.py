@@ -78,7 +78,7 @@ def _summary(result) -> str:
         lines.append(f"  text check: registered words {words} (a mismatch means a counterfeit with probability {registry.mismatch_probability:g})")
     aligned = result.metadata.aligned_check
     if aligned is None:
-        lines.append("  aligned check: none (no training data, too few references, or --aligned-references 0)")
+        lines.append("  aligned check: none (it did not raise the validation ROC-AUC, no training data, too few references, or --aligned-references 0)")
     else:
         counts = ", ".join(f"{name} {len(r.pixels)}" for name, r in sorted(aligned.products.items()))
         lines.append(f"  aligned check: genuine references {counts}; its evidence added to the classifier where it fires, operating point chosen again")
