@@ -379,10 +379,8 @@ def run_variant(name: str, work: Path, shift=0, channel_drop=0.0, ema=0.0, drop_
                             else:
                                 kept.copy_(current)
             judged = averaged if averaged is not None else model
-            val_logits = focus_logits(judged, features["val"])
-            val = counterfeit_score(softmax(val_logits), classes)
-            # What a trainer could choose its epoch by (training/metrics.validation_metrics).
-            chosen_by = validation_metrics(val_logits, labels["val"], classes)
+            # What the trainers log and choose their epoch by (training/metrics).
+            chosen_by = validation_metrics(focus_logits(judged, features["val"]), labels["val"], classes)
             test = counterfeit_scores(judged, features["test"], classes)
             positive = is_counterfeit[labels["test"]]
             if evidence_loss:
@@ -390,14 +388,14 @@ def run_variant(name: str, work: Path, shift=0, channel_drop=0.0, ema=0.0, drop_
                 print(f"  {name} evidence peak alone: val ROC-AUC {roc_auc(peak_val, is_counterfeit[labels['val']]):.3f} test "
                       f"{roc_auc(peak_test, positive):.3f} recall@FA0.02 {recall_at_false_alarm_rate(peak_test, positive, 0.02):.3f}", flush=True)
             print(f"  {name} {phase} epoch {epoch + 1}: val NLL {chosen_by['val_nll']:.3f} (at T {chosen_by['val_temperature']:.2f}: "
-                  f"{chosen_by['val_nll_calibrated']:.3f}) val ROC-AUC {roc_auc(val, is_counterfeit[labels['val']]):.3f} "
+                  f"{chosen_by['val_nll_calibrated']:.3f}) val ROC-AUC {chosen_by['val_counterfeit_auc']:.3f} "
                   f"test ROC-AUC {roc_auc(test, positive):.3f} recall@FA0.02 "
                   f"{recall_at_false_alarm_rate(test, positive, 0.02):.3f} ({time.perf_counter() - started:.0f}s)", flush=True)
     positive = is_counterfeit[labels["test"]]
     return {
         "variant": name, "test_roc_auc": roc_auc(test, positive),
         "test_recall_at_far_0.02": recall_at_false_alarm_rate(test, positive, 0.02),
-        "val_roc_auc": roc_auc(val, is_counterfeit[labels["val"]]),
+        "val_roc_auc": chosen_by["val_counterfeit_auc"],
         "per_tell_at_far_0.02": per_tell(test, positive, splits["test"]["tells"]),
         "seconds": time.perf_counter() - started,
     }

@@ -191,8 +191,9 @@ def _train(config: TrainConfig, resume: bool, reporter: Reporter, context: DistC
             "epoch": epoch + 1, "frozen_backbone": frozen, "train_loss": train_loss, "train_acc": train_acc,
             **val, "lr": scheduler.get_last_lr()[0], "seconds": seconds, "train_images_per_s": seen / seconds,
         }
-        improved = selection_key(val) > best_key
-        best_key = max(best_key, selection_key(val))
+        key = selection_key(val)
+        improved = key > best_key
+        best_key = max(best_key, key)
         if context.is_main:
             with open(run_dir / LOG_NAME, "a") as log:
                 log.write(json.dumps(entry) + "\n")

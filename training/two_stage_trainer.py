@@ -446,9 +446,10 @@ def _train_focus(
                 **validation_metrics(val_logits, splits["val"].labels, classes), "seconds": seconds,
                 "train_images_per_s": totals[2] / seconds,
             }
-            improved = selection_key(entry) > best_key
+            key = selection_key(entry)
+            improved = key > best_key
             if improved:
-                best_key, best_epoch = selection_key(entry), epoch
+                best_key, best_epoch = key, epoch
                 best_state = {k: v.clone() for k, v in model.state_dict().items()}
             history.append(entry)
             with open(run_dir / LOG_NAME, "a") as log:
