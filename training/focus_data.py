@@ -9,12 +9,14 @@ decoding runs in worker processes.
 
 from __future__ import annotations
 
+import io
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from longteng.data.evidence import evidence_at
 from longteng.data.layout import Record
@@ -40,13 +42,15 @@ class GlanceItem:
     crop: np.ndarray | None  # uint8 (S, S, 3) when the crop could be made in the same pass
     # Every item's quad (the manifest's items column), or just `quad`'s, decoded-photo pixels.
     item_quads: tuple[np.ndarray, ...] = ()
+    # Further training crops of the same item (`training_views`), beside `crop`.
+    views: tuple[np.ndarray, ...] = ()
 
 
 Failure = UnusableFile  # path relative to the dataset root
 
 
-def _glance_job(job: tuple[str, Record, PreprocessSpec, FocusSpec, int | None]) -> GlanceItem | Failure:
-    root, record, glance_spec, focus_spec, jitter_seed = job
+def _glance_job(job: tuple[str, Record, PreprocessSpec, FocusSpec, int | None, int]) -> GlanceItem | Failure:
+    root, record, glance_spec, focus_spec, jitter_seed, views = job
     try:
         photo = decode_for_focus(Path(root) / record.path, focus_spec)
     except ImageLoadError as exc:
@@ -61,12 +65,11 @@ def _glance_job(job: tuple[str, Record, PreprocessSpec, FocusSpec, int | None]) 
         item_quads = ()
     if not item_quads and quad is not None:
         item_quads = (quad,)
-    crop = None
+    crops: list[np.ndarray] = []
     if jitter_seed is not None and quad is not None:
-        box = jittered(OrientedBox.from_quad(quad), np.random.default_rng(jitter_seed))
-        crop = focus_crop(photo.image, box, focus_spec, glance_spec.pad_color)
-    return GlanceItem(record, glance_pixels(photo, glance_spec), GlanceFrame.of(photo.image.size, glance_spec), photo.image.size, quad, crop,
-                      item_quads)
+        crops = training_views(photo.image, OrientedBox.from_quad(quad), focus_spec, glance_spec.pad_color, jitter_seed, views)
+    return GlanceItem(record, glance_pixels(photo, glance_spec), GlanceFrame.of(photo.image.size, glance_spec), photo.image.size, quad,
+                      crops[0] if crops else None, item_quads, tuple(crops[1:]))
 
 
 def _crop_job(job: tuple[str, Record, PreprocessSpec, FocusSpec, OrientedBox | None]) -> np.ndarray | Failure:
@@ -76,6 +79,43 @@ def _crop_job(job: tuple[str, Record, PreprocessSpec, FocusSpec, OrientedBox | N
     except ImageLoadError as exc:
         return Failure(record.path, exc.reason, exc.detail)
     return focus_crop(photo.image, box, focus_spec, glance_spec.pad_color)
+
+
+def training_views(
+    image: Image.Image, box: OrientedBox, focus_spec: FocusSpec, pad_color: tuple[int, int, int], seed: int, count: int,
+) -> list[np.ndarray]:
+    """`count` training crops of one item: the first at a jittered box (`jittered` with
+    `seed`: the crop training has always used), each further one at another jittered box and
+    as another capture would show it (`capture_variation`)."""
+    views = [focus_crop(image, jittered(box, np.random.default_rng(seed)), focus_spec, pad_color)]
+    for view in range(1, count):
+        rng = np.random.default_rng([seed, view])
+        views.append(capture_variation(focus_crop(image, jittered(box, rng), focus_spec, pad_color), rng))
+    return views
+
+
+# Capture variation (standard deviations or ranges): log exposure gain, log contrast, colour
+# cast (red and blue gain against green), sensor noise in 8-bit steps, JPEG quality.
+CAPTURE = {"exposure": 0.12, "contrast": 0.12, "cast": 0.03, "noise": (0.0, 4.0), "jpeg_quality": (55, 95)}
+
+
+def capture_variation(crop: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """uint8 (S, S, 3) -> the same item as another phone, light and compression would show it.
+
+    Mild colour changes only, since an off-palette print is itself a tell; and no blur, since
+    so is blurred print."""
+    pixels = crop.astype(np.float32)
+    mean = pixels.mean(axis=(0, 1), keepdims=True)
+    pixels = (pixels - mean) * math.exp(rng.normal(0.0, CAPTURE["contrast"])) + mean
+    cast = rng.normal(0.0, CAPTURE["cast"], 2)
+    pixels *= math.exp(rng.normal(0.0, CAPTURE["exposure"])) * np.array([1 + cast[0], 1.0, 1 + cast[1]], np.float32)
+    pixels += rng.normal(0.0, rng.uniform(*CAPTURE["noise"]), pixels.shape).astype(np.float32)
+    varied = Image.fromarray(np.clip(pixels + 0.5, 0, 255).astype(np.uint8))
+    encoded = io.BytesIO()
+    varied.save(encoded, format="JPEG", quality=int(rng.integers(*CAPTURE["jpeg_quality"], endpoint=True)))
+    encoded.seek(0)
+    with Image.open(encoded) as decoded:
+        return np.asarray(decoded.convert("RGB"))
 
 
 def jittered(box: OrientedBox, rng: np.random.Generator) -> OrientedBox:
@@ -88,11 +128,12 @@ def jittered(box: OrientedBox, rng: np.random.Generator) -> OrientedBox:
 
 def glance_items(
     root: Path, records: Sequence[Record], glance_spec: PreprocessSpec, focus_spec: FocusSpec, *,
-    crop_seed: int | None, workers: int, progress: Callable[[int], None] | None = None,
+    crop_seed: int | None, workers: int, progress: Callable[[int], None] | None = None, views: int = 1,
 ) -> tuple[list[GlanceItem], list[Failure]]:
-    """Decode each photo once; with `crop_seed`, photos with a box also get their crop."""
+    """Decode each photo once; with `crop_seed`, photos with a box also get their crop (and
+    `views - 1` further ones, `training_views`)."""
     jobs = [
-        (str(root), record, glance_spec, focus_spec, None if crop_seed is None else crop_seed * 1_000_003 + i)
+        (str(root), record, glance_spec, focus_spec, None if crop_seed is None else crop_seed * 1_000_003 + i, views)
         for i, record in enumerate(records)
     ]
     items, failures = [], []

@@ -50,6 +50,8 @@ class FocusSplit:
     labels: np.ndarray
     boxes: list[OrientedBox | None]  # where the focus crop was cut (decoded-photo pixels)
     features: np.ndarray  # float16 (N, 112, h, w): trunk features of the focus crops
+    # Training only: the same rows' features of further crops (TrainConfig.focus_views).
+    views: list[np.ndarray] = dataclasses.field(default_factory=list)
 
 
 @dataclass
@@ -139,9 +141,17 @@ def train_two_stage(config: TrainConfig, reporter: Reporter | None = None) -> Tw
             labels = np.concatenate([labels, np.array(other_labels, dtype=np.int64)])
             chunk, boxes = [*chunk, *others], [*boxes, *other_boxes]
         features = _trunk_features(model, crops, glance_spec, config, reporter, f"focus features {split}")
-        splits[split] = FocusSplit(chunk, labels, boxes, features)
+        views = []
+        if split == "train":
+            for view in range(1, config.focus_views):
+                # A row without a view of its own (no box, another item of the photo) keeps its one crop.
+                extra = np.array([item.views[view - 1] if len(item.views) >= view else crops[k] for k, item in enumerate(chunk)])
+                views.append(_trunk_features(model, extra, glance_spec, config, reporter, f"focus features train, view {view + 1}"))
+        splits[split] = FocusSplit(chunk, labels, boxes, features, views)
         for item in chunk:
-            object.__setattr__(item, "crop", None)  # the features are what training needs now
+            # The features are what training needs now.
+            object.__setattr__(item, "crop", None)
+            object.__setattr__(item, "views", ())
     timings["focus_features_s"] = time.perf_counter() - started
     for split, summary in localisation.items():
         reporter.message(f"localisation {split}: median IoU {summary['median_iou']:.3f}, "
@@ -211,7 +221,7 @@ def _decode_splits(
         with reporter.task(f"decode {split}", len(chosen)) as advance:
             items, failures = glance_items(
                 Path(config.data), chosen, glance_spec, focus_spec, crop_seed=config.seed if split == "train" else None,
-                workers=max(1, config.workers), progress=advance,
+                workers=max(1, config.workers), progress=advance, views=config.focus_views if split == "train" else 1,
             )
         for failure in failures:
             reporter.warning(f"skipped {failure.path}: {failure.detail}")
@@ -429,7 +439,7 @@ def _train_focus(
             with reporter.task(f"focus epoch {epoch} ({phase})", len(order)) as advance:
                 for start in range(0, len(order), config.batch_size):
                     index = np.sort(order[start : start + config.batch_size])
-                    inputs = torch.from_numpy(train.features[index]).float().contiguous(memory_format=torch.channels_last)
+                    inputs = torch.from_numpy(_draw_views(train, index, rng)).float().contiguous(memory_format=torch.channels_last)
                     targets = torch.from_numpy(train.labels[index])
                     logits = model.focus_from_features(inputs)[0]
                     loss = F.cross_entropy(logits, targets, weight=weights, label_smoothing=config.label_smoothing)
@@ -462,6 +472,14 @@ def _train_focus(
     for parameter in model.tail.parameters():
         parameter.requires_grad_(True)
     return best_state, best_epoch, history
+
+
+def _draw_views(split: FocusSplit, index: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The features of one of each row's crops, drawn at random (the first when there is one)."""
+    if not split.views:
+        return split.features[index]
+    every = [split.features, *split.views]
+    return np.stack([every[view][row] for row, view in zip(index, rng.integers(0, len(every), len(index)))])
 
 
 @torch.inference_mode()
