@@ -83,6 +83,7 @@ VARIANTS = {
     "trunk4": dict(trunk=4),
     "views3": dict(trunk=4, views=3),
     "views5": dict(trunk=4, views=5),
+    "views3_e8": dict(trunk=4, views=3, epochs=8),
     "trunk3": dict(trunk=3),
     "pos": dict(pos=True),
     "s512": dict(size=512),

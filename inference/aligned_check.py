@@ -39,9 +39,10 @@ import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
+# OpenCV (0.13 s to import) is imported where it is used: every command's start-up imports this
+# module for its defaults, and `predict` loads OpenCV in the background with the OCR engine.
 from longteng.decision import product_probabilities, stack_evidence
 from longteng.errors import ConfigError
 from longteng.focus import FocusSpec
@@ -61,7 +62,7 @@ _COLOUR_FLOOR = 6.0
 _EDGE_FLOOR = 4.0
 _ANOMALOUS = 2.5  # a pixel this many spreads away belongs to a blob
 _CLOSING = 11  # pixels: anomalous pieces closer than this are one blob
-_ECC_CRITERIA = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 60, 1e-4)
+_ECC_ITERATIONS, _ECC_EPSILON = 60, 1e-4
 FEATURES = (
     "colour_p99", "colour_mean", "edge_p99", "edge_mean", "edge_top1", "edge_p999", "outline_share",
     "correlation", "aspect_change",
@@ -71,6 +72,7 @@ _VERSION = 2  # 2: the fusion weighs the evidence above fires_above, not the sco
 
 def shrink(crop: np.ndarray, size: int) -> np.ndarray:
     """A focus crop at the check's size (area averaging: the print is not aliased)."""
+    import cv2
     if crop.shape[0] == size:
         return crop
     return cv2.resize(np.ascontiguousarray(crop), (size, size), interpolation=cv2.INTER_AREA)
@@ -78,6 +80,7 @@ def shrink(crop: np.ndarray, size: int) -> np.ndarray:
 
 def edge_map(rgb: np.ndarray) -> np.ndarray:
     """float32 (S, S): smoothed gradient magnitude of the grey image."""
+    import cv2
     gray = cv2.cvtColor(np.ascontiguousarray(rgb, dtype=np.uint8), cv2.COLOR_RGB2GRAY).astype(np.float32)
     gx = cv2.Sobel(gray, cv2.CV_32F, 1, 0, ksize=3)
     gy = cv2.Sobel(gray, cv2.CV_32F, 0, 1, ksize=3)
@@ -93,6 +96,7 @@ class Registration:
 
 def _rotation(size: int, degrees: float) -> np.ndarray:
     """(2, 3) template pixel -> crop pixel: a turn about the centre."""
+    import cv2
     centre = (size / 2 - 0.5, size / 2 - 0.5)
     return cv2.getRotationMatrix2D(centre, degrees, 1.0).astype(np.float32)
 
@@ -101,6 +105,7 @@ def _likely_rotations(image_edges: np.ndarray, template: np.ndarray, keep: int) 
     """Turns of the crop, likeliest first, by the correlation of coarse edge maps over every
     15 degrees: the glance's "up" is reliable to a half turn on an elongated item, but on a
     nearly square one (a drone) it can be off by any angle."""
+    import cv2
     coarse_size = 48
     coarse_template = cv2.resize(template, (coarse_size, coarse_size), interpolation=cv2.INTER_AREA).ravel()
     coarse_template = (coarse_template - coarse_template.mean()) / (coarse_template.std() + 1e-6)
@@ -116,13 +121,14 @@ def _likely_rotations(image_edges: np.ndarray, template: np.ndarray, keep: int) 
 
 def _ecc(template: np.ndarray, image_edges: np.ndarray, warp: np.ndarray) -> tuple[float, np.ndarray] | None:
     """Affine ECC from `warp`, coarse to fine: first at half size (a wider basin), then full."""
+    import cv2
+    criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, _ECC_ITERATIONS, _ECC_EPSILON)
     try:
         half = warp.copy()
         half[:, 2] /= 2.0
-        _, half = cv2.findTransformECC(cv2.pyrDown(template), cv2.pyrDown(image_edges), half, cv2.MOTION_AFFINE,
-                                       _ECC_CRITERIA, None, 3)
+        _, half = cv2.findTransformECC(cv2.pyrDown(template), cv2.pyrDown(image_edges), half, cv2.MOTION_AFFINE, criteria, None, 3)
         half[:, 2] *= 2.0
-        correlation, warp = cv2.findTransformECC(template, image_edges, half, cv2.MOTION_AFFINE, _ECC_CRITERIA, None, 1)
+        correlation, warp = cv2.findTransformECC(template, image_edges, half, cv2.MOTION_AFFINE, criteria, None, 1)
     except cv2.error:  # no convergence (a crop of nothing)
         return None
     return float(correlation), warp
@@ -131,6 +137,7 @@ def _ecc(template: np.ndarray, image_edges: np.ndarray, warp: np.ndarray) -> tup
 def register(crop: np.ndarray, template: np.ndarray) -> Registration:
     """crop uint8 (S, S, 3) at the template's size -> registered onto it, from the two
     likeliest turns and the half turn of the likeliest (a drone's body is nearly symmetric)."""
+    import cv2
     size = template.shape[0]
     image_edges = edge_map(crop)
     best = Registration(crop, -1.0, np.eye(2, 3, dtype=np.float32))
@@ -175,6 +182,7 @@ def _match_photometry(image: np.ndarray, mean: np.ndarray, weight: np.ndarray) -
 
 def _inside_blobs(anomaly: np.ndarray, interior: np.ndarray) -> np.ndarray:
     """Interior pixels outside every anomalous blob that reaches the interior's outline."""
+    import cv2
     anomalous = ((anomaly > _ANOMALOUS) & interior).astype(np.uint8)
     # Close the gaps first: a bubble sheet or a scatter of foam is one object of many pieces.
     anomalous = cv2.morphologyEx(anomalous, cv2.MORPH_CLOSE, np.ones((_CLOSING, _CLOSING), np.uint8)) & interior.astype(np.uint8)
@@ -208,6 +216,7 @@ class ProductReferences:
 
     @functools.cached_property
     def thumbnails(self) -> np.ndarray:
+        import cv2
         return np.stack([cv2.resize(p, (24, 24), interpolation=cv2.INTER_AREA) for p in self.pixels]).reshape(
             len(self.pixels), -1).astype(np.float32)
 
@@ -236,6 +245,7 @@ def compare(references: ProductReferences, crop: np.ndarray, neighbours: int = D
             exclude: np.ndarray | None = None) -> Comparison:
     """crop uint8 (S0, S0, 3), the focus crop at any size. ``exclude``: references not to use
     (the photo's own seizure case, when the check's weights are learnt)."""
+    import cv2
     size = references.template.shape[0]
     scale = crop.shape[0] / size
     small = shrink(crop, size)
@@ -272,6 +282,7 @@ def compare(references: ProductReferences, crop: np.ndarray, neighbours: int = D
 def _region(anomaly: np.ndarray, registration: Registration, scale: float) -> tuple[float, float, float, float] | None:
     """The box of the most unusual place (the blob around the peak, down to half its height),
     mapped back into the crop's pixels."""
+    import cv2
     peak = float(anomaly.max())
     if peak <= 0.0:
         return None
