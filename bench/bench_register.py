@@ -14,6 +14,8 @@ the dataset is judged. Recall at FA <= 0.02 uses the 98th percentile of the judg
 photos' scores (an oracle threshold: what the score can do); the shipped rule is reported
 beside it, and so is the alternative the novelty score was chosen over, the network's own
 counterfeit mass transferred from the trained products (COUNTERFEIT beyond every reference's novelty, REFER within, never GENUINE).
+`detectors_alone`: each of the registered product's detectors on its own (the novelty score,
+the aligned check, the text check), to tell which one a change of the model moved.
 """
 
 from __future__ import annotations
@@ -58,7 +60,25 @@ def transferred_mass(runtime: OnnxModel, root: Path, records) -> dict[str, float
     return {records[k].path: float(m) for k, m in zip(result.kept, mass)}
 
 
-def registered_report(rows, product: str, mass: dict[str, float]) -> dict:
+def detector_scores(model_path: Path, root: Path, records, product: str) -> dict[str, dict[str, float]]:
+    """Each of the registered product's detectors alone, per photo path: the novelty of the
+    focus embedding against the references' spread, and the aligned check's log-odds against
+    the references (-inf where it has no say: the crop did not register)."""
+    from longteng.inference.aligned_check import aligned_scores
+
+    registered = OnnxModel(model_path, RuntimeOptions(device="cpu"))
+    metadata = registered.metadata
+    result = outputs_for_paths(registered, [root / r.path for r in records], ("embedding",), keep_crops=True)
+    found = next(p for p in metadata.registered_products if p.name == product)
+    novelty = found.novelty(result.outputs["embedding"])
+    scores = {"novelty": {records[k].path: float(n) for k, n in zip(result.kept, novelty)}}
+    if metadata.aligned_check is not None and product in metadata.aligned_check.products:
+        aligned, _ = aligned_scores(metadata.aligned_check, [product] * len(result.crops), np.stack(result.crops))
+        scores["aligned"] = {records[k].path: float(a) if np.isfinite(a) else -np.inf for k, a in zip(result.kept, aligned)}
+    return scores
+
+
+def registered_report(rows, product: str, mass: dict[str, float], detectors: dict[str, dict[str, float]]) -> dict:
     counterfeit = np.array([r.authenticity == "counterfeit" for r, _ in rows])
     scores = np.array([p.decision.counterfeit_score for _, p in rows])
     transferred = np.array([mass[r.path] for r, _ in rows])
@@ -73,8 +93,16 @@ def registered_report(rows, product: str, mass: dict[str, float]) -> dict:
         carrying = np.array([tell in r.tells() for r, _ in rows])
         per_tell[tell] = {"photos": int(carrying.sum()), "recall_at_far_0.02": float((scores[carrying] > threshold).mean()),
                           "text_check": float(text[carrying].mean())}
+    alone = {}
+    for name, by_path in detectors.items():
+        values = np.array([by_path.get(r.path, -np.inf) for r, _ in rows])
+        finite = np.where(np.isfinite(values), values, np.nanmin(values[np.isfinite(values)]) - 1)
+        alone[name] = {"roc_auc": float(roc_auc_score(counterfeit, finite)), "recall_at_far_0.02": recall_at_false_alarms(finite, counterfeit)[0],
+                       "no_say": float(np.mean(~np.isfinite(values)))}
+    alone["text_check"] = {"recall_at_far_0.02": float(text[counterfeit].mean()) if text[~counterfeit].mean() <= FALSE_ALARMS else float("nan")}
     return {
         "photos": len(rows), "product_accuracy": float(right_product.mean()),
+        "detectors_alone": alone,
         "product_accuracy_genuine": float(right_product[~counterfeit].mean()),
         "product_accuracy_counterfeit": float(right_product[counterfeit].mean()),
         "recall_at_far_0.02": recall, "roc_auc": float(roc_auc_score(counterfeit, scores)),
@@ -121,7 +149,8 @@ def main() -> None:
         result = {
             "model": str(args.model), "data": str(args.data), "references": len(references), "failures": len(failures),
             "registration_seconds": registration_seconds, "novelty_threshold": product.novelty_threshold,
-            "registered": registered_report(judged(after, args.data, test), args.product, transferred_mass(runtime, args.data, test)),
+            "registered": registered_report(judged(after, args.data, test), args.product, transferred_mass(runtime, args.data, test),
+                                            detector_scores(registered_path, args.data, test, args.product)),
         }
         if args.known is not None:
             known = scan_dataset(args.known)[: args.known_limit]
