@@ -219,6 +219,36 @@ def test_two_stage_keeps_the_epoch_its_log_ranks_best(two_stage_run):
 
 
 @pytest.mark.slow
+def test_two_stage_trains_on_several_views_per_photo(tmp_path):
+    import contextlib
+
+    from longteng.training.config import TrainConfig
+    from longteng.training.progress import SilentReporter
+    from longteng.training.two_stage_trainer import train_two_stage
+
+    class Recording(SilentReporter):
+        def __init__(self):
+            self.tasks = []
+
+        @contextlib.contextmanager
+        def task(self, description, total):
+            self.tasks.append((description, total))
+            yield lambda n=1: None
+
+    _boxed_dataset(tmp_path / "data", {"train": 24, "val": 8, "test": 8})
+    config = TrainConfig(
+        data=str(tmp_path / "data"), out=str(tmp_path / "run"), epochs=3, glance_size=96, focus_size=96, glance_epochs=60,
+        batch_size=16, lr=2e-3, workers=1, eval_batch_size=32, focus_views=3,
+    )
+    reporter = Recording()
+    result = train_two_stage(config, reporter)
+    # The trunk ran on every training photo's further views, and training still learns.
+    views = [total for description, total in reporter.tasks if description.startswith("focus features train, view")]
+    assert views == [48, 48]
+    assert result.report["counterfeit"]["roc_auc"] == 1.0
+
+
+@pytest.mark.slow
 def test_two_stage_export_parity_and_predict(two_stage_run, two_stage_model):
     from longteng.inference.predict import Predictor
 
