@@ -15,7 +15,8 @@ photos' scores (an oracle threshold: what the score can do); the shipped rule is
 beside it, and so is the alternative the novelty score was chosen over, the network's own
 counterfeit mass transferred from the trained products (COUNTERFEIT beyond every reference's novelty, REFER within, never GENUINE).
 `detectors_alone`: each of the registered product's detectors on its own (the novelty score,
-the aligned check, the text check), to tell which one a change of the model moved.
+the aligned check, the text check), to tell which one a change of the model moved, and two
+other fusions of the novelty and the aligned check (without the text check).
 """
 
 from __future__ import annotations
@@ -60,21 +61,39 @@ def transferred_mass(runtime: OnnxModel, root: Path, records) -> dict[str, float
     return {records[k].path: float(m) for k, m in zip(result.kept, mass)}
 
 
-def detector_scores(model_path: Path, root: Path, records, product: str) -> dict[str, dict[str, float]]:
+def detector_scores(model_path: Path, root: Path, records, references, product: str) -> dict[str, dict[str, float]]:
     """Each of the registered product's detectors alone, per photo path: the novelty of the
     focus embedding against the references' spread, and the aligned check's log-odds against
-    the references (-inf where it has no say: the crop did not register)."""
-    from longteng.inference.aligned_check import aligned_scores
+    the references (-inf where it has no say: the crop did not register); and two other ways
+    to fuse them: each standardised by its values on the references left out one at a time,
+    then summed, or the larger taken."""
+    from longteng.inference.aligned_check import MIN_CORRELATION, aligned_scores, compare
+    from longteng.inference.registered import fit_spread
 
     registered = OnnxModel(model_path, RuntimeOptions(device="cpu"))
     metadata = registered.metadata
     result = outputs_for_paths(registered, [root / r.path for r in records], ("embedding",), keep_crops=True)
     found = next(p for p in metadata.registered_products if p.name == product)
     novelty = found.novelty(result.outputs["embedding"])
-    scores = {"novelty": {records[k].path: float(n) for k, n in zip(result.kept, novelty)}}
-    if metadata.aligned_check is not None and product in metadata.aligned_check.products:
-        aligned, _ = aligned_scores(metadata.aligned_check, [product] * len(result.crops), np.stack(result.crops))
-        scores["aligned"] = {records[k].path: float(a) if np.isfinite(a) else -np.inf for k, a in zip(result.kept, aligned)}
+    paths = [records[k].path for k in result.kept]
+    scores = {"novelty": dict(zip(paths, map(float, novelty)))}
+    check = metadata.aligned_check
+    if check is None or product not in check.products:
+        return scores
+    aligned, _ = aligned_scores(check, [product] * len(result.crops), np.stack(result.crops))
+    scores["aligned"] = {path: float(a) if np.isfinite(a) else -np.inf for path, a in zip(paths, aligned)}
+    own = outputs_for_paths(registered, [root / r.path for r in references], ("embedding",), keep_crops=True)
+    embedding = np.asarray(own.outputs["embedding"], np.float64)
+    left_out_novelty = np.log([fit_spread(np.delete(embedding, i, 0)).distances(embedding[i : i + 1] - np.delete(embedding, i, 0).mean(0))[0]
+                               for i in range(len(embedding))])
+    left_out_aligned = []
+    for i, crop in enumerate(own.crops):
+        comparison = compare(check.products[product], crop, check.neighbours, exclude=np.arange(len(own.crops)) == i)
+        left_out_aligned.append(float(check.score(comparison.features)[0]) if comparison.correlation >= MIN_CORRELATION else np.nan)
+    z_novelty = (np.log(novelty) - left_out_novelty.mean()) / left_out_novelty.std()
+    z_aligned = np.nan_to_num((aligned - np.nanmean(left_out_aligned)) / np.nanstd(left_out_aligned), nan=0.0)
+    scores["standardised_sum"] = dict(zip(paths, map(float, z_novelty + z_aligned)))
+    scores["standardised_max"] = dict(zip(paths, map(float, np.maximum(z_novelty, z_aligned))))
     return scores
 
 
@@ -150,7 +169,7 @@ def main() -> None:
             "model": str(args.model), "data": str(args.data), "references": len(references), "failures": len(failures),
             "registration_seconds": registration_seconds, "novelty_threshold": product.novelty_threshold,
             "registered": registered_report(judged(after, args.data, test), args.product, transferred_mass(runtime, args.data, test),
-                                            detector_scores(registered_path, args.data, test, args.product)),
+                                            detector_scores(registered_path, args.data, test, references, args.product)),
         }
         if args.known is not None:
             known = scan_dataset(args.known)[: args.known_limit]
