@@ -144,8 +144,11 @@ def train_two_stage(config: TrainConfig, reporter: Reporter | None = None) -> Tw
         views = []
         if split == "train":
             for view in range(1, config.focus_views):
-                # A row without a view of its own (no box, another item of the photo) keeps its one crop.
-                extra = np.array([item.views[view - 1] if len(item.views) >= view else crops[k] for k, item in enumerate(chunk)])
+                # A row without a view of its own keeps its one crop: a photo without a box, and
+                # the other items of a photo (rows after the photos' own; item.views are the
+                # decisive item's).
+                photos = len(items[split])
+                extra = np.array([item.views[view - 1] if k < photos and len(item.views) >= view else crops[k] for k, item in enumerate(chunk)])
                 views.append(_trunk_features(model, extra, glance_spec, config, reporter, f"focus features train, view {view + 1}"))
         splits[split] = FocusSplit(chunk, labels, boxes, features, views)
         for item in chunk:
@@ -475,7 +478,7 @@ def _train_focus(
 
 
 def _draw_views(split: FocusSplit, index: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """The features of one of each row's crops, drawn at random (the first when there is one)."""
+    """The features of one of each row's crops, drawn at random (its one crop without further views)."""
     if not split.views:
         return split.features[index]
     every = [split.features, *split.views]
