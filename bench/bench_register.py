@@ -68,7 +68,7 @@ def detector_scores(model_path: Path, root: Path, records, references, product: 
     to fuse them: each standardised by its values on the references left out one at a time,
     then summed, or the larger taken."""
     from longteng.inference.aligned_check import MIN_CORRELATION, aligned_scores, compare
-    from longteng.inference.registered import fit_spread
+    from longteng.inference.registered import leave_one_out_novelties
 
     registered = OnnxModel(model_path, RuntimeOptions(device="cpu"))
     metadata = registered.metadata
@@ -84,8 +84,7 @@ def detector_scores(model_path: Path, root: Path, records, references, product: 
     scores["aligned"] = {path: float(a) if np.isfinite(a) else -np.inf for path, a in zip(paths, aligned)}
     own = outputs_for_paths(registered, [root / r.path for r in references], ("embedding",), keep_crops=True)
     embedding = np.asarray(own.outputs["embedding"], np.float64)
-    left_out_novelty = np.log([fit_spread(np.delete(embedding, i, 0)).distances(embedding[i : i + 1] - np.delete(embedding, i, 0).mean(0))[0]
-                               for i in range(len(embedding))])
+    left_out_novelty = np.log(leave_one_out_novelties(embedding))
     left_out_aligned = []
     for i, crop in enumerate(own.crops):
         comparison = compare(check.products[product], crop, check.neighbours, exclude=np.arange(len(own.crops)) == i)

@@ -315,7 +315,9 @@ def run_variant(name: str, work: Path, shift=0, channel_drop=0.0, ema=0.0, drop_
     started = time.perf_counter()
     features = {s: trunk_features(model, work, s, size, trunk) for s in splits}
     labels = {s: np.array(splits[s]["labels"]) for s in splits}
-    train_views = [features["train"]] + [trunk_features(model, work, f"train_v{k}", size, trunk) for k in range(1, views)]
+    # Drawn as the trainer draws them (one view per photo and step).
+    viewed = trainer.FocusSplit([], labels["train"], [], features["train"],
+                                [trunk_features(model, work, f"train_v{k}", size, trunk) for k in range(1, views)])
     if ref:
         products = {s: np.array([classes[i].split("/")[0] for i in labels[s]]) for s in splits}
         train_records = [r for r in scan_dataset(data) if r.split == "train" and r.label in classes]
@@ -370,8 +372,7 @@ def run_variant(name: str, work: Path, shift=0, channel_drop=0.0, ema=0.0, drop_
             for start in range(0, len(order), 32):
                 index = np.sort(order[start : start + 32])
                 if views > 1:
-                    drawn = rng.integers(0, views, len(index))
-                    x = torch.from_numpy(np.stack([train_views[v][i] for i, v in zip(index, drawn)])).float()
+                    x = torch.from_numpy(trainer._draw_views(viewed, index, rng)).float()
                 else:
                     x = torch.from_numpy(train_x[index]).float()
                 if shift:

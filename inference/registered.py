@@ -276,11 +276,16 @@ def _leave_one_out_radius(embedding: np.ndarray, parameters) -> float:
 def _leave_one_out_novelty(embedding: np.ndarray) -> float:
     """The largest novelty of a reference against the spread of the others: the threshold
     that no genuine reference would cross (a false-alarm rate of about 1 / photos)."""
+    return float(leave_one_out_novelties(embedding).max())
+
+
+def leave_one_out_novelties(embedding: np.ndarray) -> np.ndarray:
+    """(N,) each reference's novelty against the spread of the others."""
     scores = []
     for i in range(len(embedding)):
         others = np.delete(embedding, i, axis=0)
         scores.append(fit_spread(others).distances(embedding[i : i + 1] - others.mean(axis=0))[0])
-    return float(max(scores))
+    return np.array(scores)
 
 
 def with_product(metadata, product: RegisteredProduct, reads: list[list], references=None):
