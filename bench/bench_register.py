@@ -159,10 +159,10 @@ def main() -> None:
 
     started = time.perf_counter()
     runtime = OnnxModel(args.model, RuntimeOptions(device="cpu"))
-    product, reads, failures, aligned_references = register_product(runtime, args.product, [args.data / r.path for r in references])
+    product, reads, failures, aligned_references, artwork_references = register_product(runtime, args.product, [args.data / r.path for r in references])
     registration_seconds = time.perf_counter() - started
     with tempfile.TemporaryDirectory() as work:
-        registered_path = write_with_metadata(args.model, Path(work) / "registered.onnx", with_product(runtime.metadata, product, reads, aligned_references))
+        registered_path = write_with_metadata(args.model, Path(work) / "registered.onnx", with_product(runtime.metadata, product, reads, aligned_references, artwork_references))
         after = Predictor(registered_path, PredictOptions(device="cpu"))
         result = {
             "model": str(args.model), "data": str(args.data), "references": len(references), "failures": len(failures),

@@ -31,6 +31,7 @@ from longteng.inference.metadata import ModelMetadata, UnknownDetector
 from longteng.inference.model_file import check_model_out, save_with_metadata
 from longteng.inference.session import OnnxModel, RuntimeOptions
 from longteng.inference.aligned_check import DEFAULT_REFERENCES as DEFAULT_ALIGNED_REFERENCES
+from longteng.inference.artwork_check import BY_DEFAULT as ARTWORK_CHECK_BY_DEFAULT, ArtworkCheck
 from longteng.inference.text_check import DEFAULT_REFERENCES, TextRegistry
 from longteng.model.checkpoint import Checkpoint, build_model, load_checkpoint, resolve_checkpoint_path
 from longteng.export.model_card import write_model_card
@@ -66,6 +67,9 @@ class ExportOptions:
     # Genuine training photos per product kept as references of the aligned comparison
     # (inference/aligned_check.py; two-stage models; 0: the model compares nothing).
     aligned_references: int = DEFAULT_ALIGNED_REFERENCES
+    # The artwork check (inference/artwork_check.py), learnt from the text check's references:
+    # it measures the logo OCR finds, so it needs text_references > 0.
+    artwork_check: bool = ARTWORK_CHECK_BY_DEFAULT
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -205,15 +209,15 @@ def _export_two_stage(
                     reporter.message(f"no aligned check: {aligned_summary['skipped']}")
         else:
             reporter.warning("no training data found: the model ships without an unknown-object detector")
-        registry, text_summary = None, None
+        registry, text_summary, artwork = None, None, None
         if data is not None and options.text_references > 0:
-            registry, text_summary = _text_registry(model, data, options, reporter)
+            registry, artwork, text_summary = _text_registry(model, data, options, reporter)
         final = onnx.load(str(fp32_path))
         provenance = _provenance(source, data, "torch.onnx dynamo (two-stage)", options.opset, parity, None, unknown)
         provenance["text_check"] = text_summary
         provenance["aligned_check"] = aligned_summary
         metadata = _metadata(source, detector, model_version(final), provenance, focus, glance_trained)
-        metadata = replace(metadata, text_registry=registry, aligned_check=aligned)
+        metadata = replace(metadata, text_registry=registry, aligned_check=aligned, artwork_check=artwork)
         if operating_point is not None:
             metadata = replace(metadata, operating_point=operating_point)
         save_with_metadata(final, metadata, out)
@@ -371,25 +375,39 @@ def _with_metadata_of(target: Path, source: Path) -> Path:
 
 def _text_registry(
     model: OnnxModel, data: "_TrainingData", options: ExportOptions, reporter: Reporter
-) -> tuple[TextRegistry, dict[str, Any]]:
-    """What genuine print reads like, learnt through the runtime's own path (decode, glance,
-    crop, OCR) on genuine training photos."""
+) -> tuple[TextRegistry, ArtworkCheck | None, dict[str, Any]]:
+    """What genuine print reads like, and how its logo is laid out (the artwork check, unless
+    options say no), learnt through the runtime's own path (decode, glance, crop, OCR) on
+    genuine training photos."""
     from longteng.inference.two_stage import outputs_for_paths
 
     references = data.genuine_references(options.text_references)
     total = sum(len(paths) for paths in references.values())
     reads: dict[str, list] = {}
+    artwork_references: dict[str, list] = {}
     with reporter.task("learn the print of genuine photos (OCR)", total) as advance:
         for product, paths in references.items():
-            reads[product] = outputs_for_paths(model, paths, ("logits",), read_print=True, progress=advance).reads
+            found = outputs_for_paths(model, paths, ("logits",), read_print=True, keep_crops=options.artwork_check, progress=advance)
+            reads[product] = found.reads
+            artwork_references[product] = [
+                (crop, photo_reads, None if view.box is None else view.box.width / view.box.length)
+                for crop, photo_reads, view in zip(found.crops, found.reads, found.views)
+            ]
     registry = TextRegistry.learn(reads)
+    artwork = ArtworkCheck.learn(artwork_references) if options.artwork_check else None
+    if artwork is not None and not artwork.products:
+        artwork = None
     summary = {"reference_photos": {product: len(photo_reads) for product, photo_reads in reads.items()},
-               "mismatch_probability": registry.mismatch_probability}
+               "mismatch_probability": registry.mismatch_probability,
+               "artwork_products": sorted(artwork.products) if artwork is not None else []}
     reporter.message(
         "text check: " + "; ".join(f"{product} prints {', '.join(entry['words']) or 'no word'}"
                                    for product, entry in registry.products.items())
     )
-    return registry, summary
+    if artwork is not None:
+        reporter.message("artwork check: " + "; ".join(f"{product}: logo {entry.logo}, {len(entry.medians)} measures"
+                                                       for product, entry in sorted(artwork.products.items())))
+    return registry, artwork, summary
 
 
 # --------------------------------------------------------------------------- unknown objects

@@ -93,6 +93,10 @@ def render_model_card(metadata: ModelMetadata, model_name: str) -> str:
         "",
         *_text_lines(metadata, provenance.get("text_check")),
         "",
+        "## Artwork check",
+        "",
+        *_artwork_lines(metadata),
+        "",
         "## Aligned check",
         "",
         *_aligned_lines(metadata, provenance.get("aligned_check")),
@@ -152,6 +156,23 @@ def _text_lines(metadata: ModelMetadata, summary: Mapping[str, Any] | None) -> l
             f"* `{product}` ({references.get(product, '?')} reference photos): words "
             f"{', '.join(f'`{w}`' for w in entry['words']) or 'none'}; formats {', '.join(f'`{f}`' for f in entry['formats']) or 'none'}."
         )
+    return lines
+
+
+def _artwork_lines(metadata: ModelMetadata) -> list[str]:
+    check = metadata.artwork_check
+    if check is None:
+        return ["No artwork check (no text check, exported with --no-artwork-check, or no logo read on the references)."]
+    lines = [
+        "The runtime measures the logo OCR finds on each focus crop (its place, length, height to length, turn and "
+        "ink against the shell) and the item's width to length, against the genuine references; a measure "
+        f"{check.fires_at:g} or more of the references' spreads off raises the counterfeit score s to "
+        f"1 - (1 - s)(1 - {check.mismatch_probability:g}) (inference/artwork_check.py).",
+    ]
+    for product, entry in sorted(check.products.items()):
+        measures = ", ".join(f"{name} {entry.medians[name]:.3f} ± {entry.spreads[name]:.3f}" for name in entry.medians)
+        lines.append(f"* `{product}` ({entry.references} reference photos): logo `{entry.logo}`; {measures}; "
+                     f"{len(entry.inks)} reference inks.")
     return lines
 
 

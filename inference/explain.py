@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 FORMATS = {"jpg": "JPEG", "png": "PNG"}
 TEXT_BOX_COLOUR = (255, 40, 40)
 ALIGNED_BOX_COLOUR = (230, 40, 230)
+ARTWORK_BOX_COLOUR = (40, 200, 255)
 # Each item's box in a photo of several, by its verdict.
 VERDICT_COLOURS = {GENUINE: (60, 220, 90), REFER: (255, 190, 40), COUNTERFEIT: (255, 40, 40)}
 # Anchor colours of the heat scale from 0 (no evidence) to 1 (strongest), roughly "inferno"
@@ -97,6 +98,7 @@ def write_overlay(
     focus: "FocusSpec | None" = None,
     text_box: "Sequence[tuple[float, float]] | None" = None,
     aligned_box: "Sequence[tuple[float, float]] | None" = None,
+    artwork_box: "Sequence[tuple[float, float]] | None" = None,
     items: "Sequence[tuple[OrientedBox, str]]" = (),
 ) -> Path:
     """Reload ``path`` upright at full size, blend its heatmap and save it; return the file written.
@@ -105,7 +107,8 @@ def write_overlay(
     crop; it is turned back onto the photo where the crop came from, and the product's box
     is drawn; ``text_box`` (where the text check read a mismatch, in the stored photo's
     pixels) is outlined in red, ``aligned_box`` (the place where the item differs most from its
-    genuine references) in magenta. ``items`` (a model that finds several items): every item's box
+    genuine references) in magenta, ``artwork_box`` (the logo the artwork check measured off its
+    references) in cyan. ``items`` (a model that finds several items): every item's box
     in the stored photo's pixels with its verdict, outlined in the verdict's colour; the heatmap
     is the decisive item's.
 
@@ -128,6 +131,8 @@ def write_overlay(
             draw.polygon([(x * scale, y * scale) for x, y in text_box], outline=TEXT_BOX_COLOUR, width=width)
         if aligned_box is not None:
             draw.polygon([(x * scale, y * scale) for x, y in aligned_box], outline=ALIGNED_BOX_COLOUR, width=width)
+        if artwork_box is not None:
+            draw.polygon([(x * scale, y * scale) for x, y in artwork_box], outline=ARTWORK_BOX_COLOUR, width=width)
     else:
         overlay = blend(photo, heat, spec, options.opacity)
     target = options.out_dir / overlay_name(path, options.image_format)

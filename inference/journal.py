@@ -446,7 +446,7 @@ def read_results(path: Path) -> list[dict[str, Any]]:
         rows = [{name: _parse(name, value) for name, value in row.items()} for row in csv.DictReader(handle)]
     for row in rows:
         # CSV has no null text: these are "" on scored rows and null on error rows.
-        for name in ("refer_reason", "text_evidence", "novelty_evidence", "aligned_evidence"):
+        for name in ("refer_reason", "text_evidence", "novelty_evidence", "aligned_evidence", "artwork_evidence"):
             if name in row:
                 row[name] = None if row.get("error_reason") else (row[name] or "")
     return rows

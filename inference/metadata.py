@@ -17,6 +17,7 @@ from longteng.decision import OperatingPoint, ScoreCalibration
 from longteng.errors import CheckpointError, ConfigError
 from longteng.focus import FocusSpec
 from longteng.inference.aligned_check import AlignedCheck
+from longteng.inference.artwork_check import ArtworkCheck
 from longteng.inference.registered import (
     RegisteredProduct, registered_class_names, registered_from_json, registered_to_json,
 )
@@ -81,6 +82,10 @@ class ModelMetadata:
     # The aligned comparison with genuine references (inference/aligned_check.py). None: the
     # model has none (older files, or exported without references).
     aligned_check: AlignedCheck | None = None
+    # The artwork check (inference/artwork_check.py): the logo's place, size, turn and ink and
+    # the item's proportions on genuine references. It measures what the text check reads, so
+    # it comes with a text registry. None: older files, or exported without references.
+    artwork_check: ArtworkCheck | None = None
 
     @property
     def two_stage(self) -> bool:
@@ -125,6 +130,7 @@ class ModelMetadata:
             "longteng.provenance": json.dumps(self.provenance, sort_keys=True),
             **({} if self.text_registry is None else {"longteng.text_registry": self.text_registry.to_json()}),
             **({} if self.aligned_check is None else {"longteng.aligned_check": self.aligned_check.to_json()}),
+            **({} if self.artwork_check is None else {"longteng.artwork_check": self.artwork_check.to_json()}),
             **({} if not self.registered_products else {
                 "longteng.registered_products": registered_to_json(self.registered_products),
             }),
@@ -161,6 +167,7 @@ class ModelMetadata:
             text_registry=parse("longteng.text_registry", TextRegistry.from_json, None),
             registered_products=parse("longteng.registered_products", registered_from_json, ()),
             aligned_check=parse("longteng.aligned_check", AlignedCheck.from_json, None),
+            artwork_check=parse("longteng.artwork_check", ArtworkCheck.from_json, None),
         )
 
     def check(self, source: str) -> None:
@@ -199,7 +206,8 @@ class ModelMetadata:
             )
         known = self.trained_products | {p.name for p in self.registered_products}
         for key, detector, what in (("longteng.text_registry", self.text_registry, "reads"),
-                                    ("longteng.aligned_check", self.aligned_check, "compares")):
+                                    ("longteng.aligned_check", self.aligned_check, "compares"),
+                                    ("longteng.artwork_check", self.artwork_check, "measures")):
             if detector is None:
                 continue
             if self.focus is None:
@@ -207,5 +215,7 @@ class ModelMetadata:
             strangers = sorted(set(detector.products) - known)
             if strangers:
                 raise CheckpointError(f"{source}: metadata {key} names products the model does not know: {', '.join(strangers)}")
+        if self.artwork_check is not None and self.text_registry is None:
+            raise CheckpointError(f"{source}: metadata longteng.artwork_check needs longteng.text_registry (it measures what OCR reads)")
         if not isinstance(self.model_version, str) or not self.model_version.strip():
             raise CheckpointError(f"{source}: metadata longteng.model_version is empty")

@@ -25,6 +25,7 @@ from longteng.imageio import DEFAULT_MAX_PIXELS
 from longteng.inference.discover import DiscoveryError
 from longteng.inference.metadata import ModelMetadata
 from longteng.inference.aligned_check import AlignedFinding
+from longteng.inference.artwork_check import ArtworkFinding
 from longteng.inference.registered import NoveltyEvidence
 from longteng.inference.session import OnnxModel, RuntimeOptions
 from longteng.inference.text_check import TextMismatch, TextRead, apply_text_check, prepare_ocr, read_text
@@ -80,6 +81,7 @@ class PhotoPrediction:
     text_mismatch: TextMismatch | None = None  # print that does not read as the product's genuine print
     novelty: NoveltyEvidence | None = None  # a registered product's photo beyond all its references
     aligned: AlignedFinding | None = None  # the item differs from its genuine references, place by place
+    artwork: ArtworkFinding | None = None  # the logo's place, size, turn or ink, or the item's proportions, off the references'
     # A model that finds several items per photo: each item's own prediction (its view names
     # its box), largest first; the photo's verdict is its most suspicious item's. () otherwise.
     items: tuple["PhotoPrediction", ...] = ()
@@ -93,6 +95,11 @@ class PhotoPrediction:
     def aligned_box(self) -> tuple[tuple[float, float], ...] | None:
         """Where the item differs most from its genuine references, in the stored photo's pixels."""
         return None if self.aligned is None or self.aligned.photo_box is None else tuple(self.aligned.photo_box)
+
+    @property
+    def artwork_box(self) -> tuple[tuple[float, float], ...] | None:
+        """Where the artwork check measured the logo off its references, in the stored photo's pixels."""
+        return None if self.artwork is None else self.artwork.photo_box
 
 
 PhotoFailure = UnusableFile
@@ -225,6 +232,18 @@ class Predictor:
                     m if m is None else replace(m, photo_box=views[i].crop_to_original(m.box, metadata.focus))
                     for i, m in enumerate(mismatches)
                 ]
+        artwork: list[ArtworkFinding | None] = [None] * len(paths)
+        if metadata.artwork_check is not None and metadata.text_registry is not None:
+            from longteng.inference.artwork_check import apply_artwork_check
+
+            aspects = [None if views is None or views[i].box is None else views[i].box.width / views[i].box.length
+                       for i in range(len(paths))]
+            probabilities, artwork, _ = apply_artwork_check(metadata.artwork_check, pixels, photo_reads, aspects, probabilities, classes)
+            if views is not None and metadata.focus is not None:
+                artwork = [
+                    a if a is None or a.box is None else replace(a, photo_box=views[i].crop_to_original(a.box, metadata.focus))
+                    for i, a in enumerate(artwork)
+                ]
         unknown_score = None
         unknown = np.zeros(len(paths), dtype=bool)
         if metadata.registered_products:
@@ -249,6 +268,7 @@ class Predictor:
                 text_mismatch=mismatches[i],
                 novelty=novelty[i],
                 aligned=aligned[i],
+                artwork=artwork[i],
             )
             for i, path in enumerate(paths)
         ]

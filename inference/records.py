@@ -40,7 +40,14 @@ evidence              list | null                  photos and items: what a dete
                                                    "aligned", "product": str, "score": float,
                                                    "threshold": float, "box": [[x, y] x 4] |
                                                    null} (box: the most unusual place);
-                                                   items add "path" to each
+                                                   the artwork check gives {"detector":
+                                                   "artwork", "measure": str (logo_across,
+                                                   logo_along, logo_length, logo_thickness,
+                                                   logo_turn, aspect or logo_ink), "value":
+                                                   float, "expected": float, "deviation":
+                                                   float (in the references' spreads), "box":
+                                                   [[x, y] x 4] | null (the logo), "description":
+                                                   str}; items add "path" to each
 item_count            int | null                   photos, models that find several items in a photo
                                                    (trained on item boxes): how many it found; null
                                                    for models of one item per photo
@@ -137,7 +144,7 @@ def items_in_photo(prediction: PhotoPrediction) -> list[dict[str, Any]]:
 
 
 def photo_evidence(prediction: PhotoPrediction) -> list[dict[str, Any]]:
-    found = [prediction.text_mismatch, prediction.novelty, prediction.aligned]
+    found = [prediction.text_mismatch, prediction.novelty, prediction.aligned, prediction.artwork]
     return [entry.to_dict() for entry in found if entry is not None]
 
 

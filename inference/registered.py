@@ -235,8 +235,9 @@ def register_product(model, name: str, photos: Sequence[Path], progress=None):
     """Measure `photos` (genuine, of one product) through the runtime's own path.
 
     Returns (the RegisteredProduct, the OCR reads per photo, the failures, the photos as the
-    aligned check's references: None when the model has no such check). Raises ConfigError
-    when the model cannot register products or too few photos decode."""
+    aligned check's references, the photos as the artwork check's references: None when the
+    model has no such check). Raises ConfigError when the model cannot register products or
+    too few photos decode."""
     from longteng.inference.two_stage import outputs_for_paths
 
     metadata = model.metadata
@@ -245,7 +246,9 @@ def register_product(model, name: str, photos: Sequence[Path], progress=None):
     if refusal is not None:
         raise ConfigError(refusal)
     compares = metadata.aligned_check is not None
-    result = outputs_for_paths(model, list(photos), ("embedding",), progress=progress, read_print=True, keep_crops=compares)
+    measures = metadata.artwork_check is not None
+    result = outputs_for_paths(model, list(photos), ("embedding",), progress=progress, read_print=True,
+                               keep_crops=compares or measures)
     if len(result.kept) < MIN_REFERENCE_PHOTOS:
         raise ConfigError(
             f"{len(result.kept)} of {len(photos)} photos could be read; registering a product needs at least {MIN_REFERENCE_PHOTOS}"
@@ -262,7 +265,11 @@ def register_product(model, name: str, photos: Sequence[Path], progress=None):
         size = metadata.aligned_check.size
         aspects = [v.box.width / v.box.length if v.box is not None else 1.0 for v in result.views]
         references = ProductReferences.build(np.stack([shrink(c, size) for c in result.crops]), aspects)
-    return product, result.reads, result.failures, references
+    artwork = None
+    if measures:
+        artwork = [(crop, reads, None if view.box is None else view.box.width / view.box.length)
+                   for crop, reads, view in zip(result.crops, result.reads, result.views)]
+    return product, result.reads, result.failures, references, artwork
 
 
 def _leave_one_out_radius(embedding: np.ndarray, parameters) -> float:
@@ -288,9 +295,10 @@ def leave_one_out_novelties(embedding: np.ndarray) -> np.ndarray:
     return np.array(scores)
 
 
-def with_product(metadata, product: RegisteredProduct, reads: list[list], references=None):
+def with_product(metadata, product: RegisteredProduct, reads: list[list], references=None, artwork_references=None):
     """The metadata with `product` registered (replacing an earlier registration of the name),
-    its print added to the text registry and its photos to the aligned check's references."""
+    its print added to the text registry and its photos to the aligned and artwork checks'
+    references."""
     from dataclasses import replace
 
     from longteng.inference.text_check import TextRegistry
@@ -303,9 +311,13 @@ def with_product(metadata, product: RegisteredProduct, reads: list[list], refere
     aligned = metadata.aligned_check
     if aligned is not None and references is not None:
         aligned = aligned.with_product(product.name, references)
+    artwork = metadata.artwork_check
+    if artwork is not None and artwork_references is not None:
+        artwork = artwork.with_product(product.name, artwork_references)
     return replace(
         metadata, registered_products=kept + (product,),
         text_registry=TextRegistry(products, registry.mismatch_probability, registry.detection_side), aligned_check=aligned,
+        artwork_check=artwork,
     )
 
 

@@ -87,7 +87,7 @@ def _explain(
         overlay = write_overlay(
             prediction.path, prediction.decision, prediction.class_maps, metadata.class_names,
             metadata.preprocess, options, view=prediction.view, focus=metadata.focus,
-            text_box=prediction.text_box, aligned_box=prediction.aligned_box,
+            text_box=prediction.text_box, aligned_box=prediction.aligned_box, artwork_box=prediction.artwork_box,
             items=item_outlines(prediction),
         )
     except ImageLoadError as exc:

@@ -36,6 +36,8 @@ novelty_evidence       str      a registered product's photo beyond all its genu
                                 "" otherwise
 aligned_evidence       str      the aligned check fired: "smartphone differs from its genuine
                                 references (score 3.10, threshold 1.20)"; "" otherwise
+artwork_evidence       str      the artwork check fired: "logo 23% longer than registered";
+                                "" otherwise
 item_count             int      models that find several items in a photo only: how many it
                                 found
 items                  str      the same models: the items as a JSON array (predict's
@@ -80,7 +82,7 @@ DEDUP_MEMORY = 100_000
 PROBABILITY_PREFIX = "prob_"
 _HEAD = ("path", "sha256", "size", "mtime_ns", "verdict", "refer_reason", "product", "confidence",
          "counterfeit_score", "product_confidence", "unknown_score", "unknown", "text_evidence",
-         "novelty_evidence", "aligned_evidence")
+         "novelty_evidence", "aligned_evidence", "artwork_evidence")
 _TAIL = ("model_version", "error_reason", "error_detail", "scored_at")
 FLOAT_FIELDS = frozenset({"confidence", "counterfeit_score", "product_confidence", "unknown_score"})
 INT_FIELDS = frozenset({"size", "mtime_ns", "item_count"})
@@ -325,6 +327,7 @@ def _prediction_outcome(prediction: PhotoPrediction, metadata: ModelMetadata) ->
         "text_evidence": "" if prediction.text_mismatch is None else prediction.text_mismatch.describe(),
         "novelty_evidence": "" if prediction.novelty is None else prediction.novelty.describe(),
         "aligned_evidence": "" if prediction.aligned is None else prediction.aligned.describe(),
+        "artwork_evidence": "" if prediction.artwork is None else prediction.artwork.describe(),
         "error_reason": "",
         "error_detail": "",
     }

@@ -74,6 +74,8 @@ def _evidence(entry: dict[str, Any]) -> str:
             f'<p class="evidence">differs from the genuine {escape(str(entry.get("product")))} references, place by place: '
             f'score {escape(str(entry.get("score")))} (threshold {escape(str(entry.get("threshold")))})</p>'
         )
+    if entry.get("detector") == "artwork":
+        return f'<p class="evidence">{escape(str(entry.get("description")))}</p>'
     return ""
 
 

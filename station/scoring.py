@@ -70,7 +70,7 @@ class Scorer:
             written = write_overlay(
                 prediction.path, prediction.decision, prediction.class_maps, self.metadata.class_names,
                 self.metadata.preprocess, options, view=prediction.view, focus=self.metadata.focus,
-                text_box=prediction.text_box, aligned_box=prediction.aligned_box, items=item_outlines(prediction),
+                text_box=prediction.text_box, aligned_box=prediction.aligned_box, artwork_box=prediction.artwork_box, items=item_outlines(prediction),
             )
         except Exception:  # noqa: BLE001 - a heatmap is evidence, not the verdict: never lose the verdict for it
             return None

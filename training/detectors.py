@@ -10,7 +10,8 @@ the same photos and the same genuine photos as the budget's denominator:
 * ``text``: the text check alone (flagged or not: a score of 1 or 0);
 * ``novelty``: the Mahalanobis distance to the genuine mean (not fused into verdicts: it did
   not pay on tells the classifier was trained on, README "Novelty from genuine photos");
-* ``fused``: what verdicts use, the supervised score with the text check fused in.
+* ``aligned``, ``artwork``: the aligned and artwork checks' own scores, where the model has them;
+* ``fused``: what verdicts use, the supervised score with the checks fused in.
 
 The leave-one-tell-out benchmark (bench/quality_bar.py --scenarios loto) reads this section
 for models trained without the tell they are tested on.
@@ -70,10 +71,11 @@ def detector_report(
 
 def detector_scores(
     supervised: np.ndarray, fused: np.ndarray, flagged: np.ndarray | None, novelty: np.ndarray | None, class_names: Sequence[str],
-    aligned: np.ndarray | None = None,
+    aligned: np.ndarray | None = None, artwork: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """The scores detector_report compares, from calibrated probabilities before and after fusion.
-    ``aligned``: the aligned check's log-odds (NaN where it had no say: ranked lowest)."""
+    ``aligned``: the aligned check's log-odds (NaN where it had no say: ranked lowest);
+    ``artwork``: the artwork check's largest deviation in spreads (0 where it measured nothing)."""
     scores = {"supervised": counterfeit_score(supervised, class_names)}
     if flagged is not None:
         scores["text"] = np.asarray(flagged, dtype=np.float64)
@@ -82,6 +84,8 @@ def detector_scores(
     if aligned is not None:
         aligned = np.asarray(aligned, dtype=np.float64)
         scores["aligned"] = np.where(np.isfinite(aligned), aligned, np.nanmin(aligned, initial=0.0) - 1.0)
+    if artwork is not None:
+        scores["artwork"] = np.asarray(artwork, dtype=np.float64)
     scores["fused"] = counterfeit_score(fused, class_names)
     return scores
 

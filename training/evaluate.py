@@ -109,7 +109,7 @@ def evaluate_model(
         reporter.warning(f"skipped {failure.path}: {failure.detail}")
     labels = np.array([index[r.label] for r in decoded.records], dtype=np.int64)
     probabilities = calibrated_probabilities(logits, model.temperature, model.score_calibration, classes)
-    text_check = detectors = aligned_report = None
+    text_check = detectors = aligned_report = artwork_report = None
     metadata = model.model.metadata if isinstance(model, _OnnxScorer) else None
     if metadata is not None and (metadata.text_registry is not None or metadata.aligned_check is not None):
         from longteng.inference.aligned_check import apply_aligned_check
@@ -118,7 +118,7 @@ def evaluate_model(
         # The runtime's own fusions, in its order (Predictor.predict_pixels): the probabilities officers get.
         supervised = probabilities
         mismatches: list = [None] * len(probabilities)
-        aligned = None
+        aligned = artwork_scores = None
         if metadata.aligned_check is not None:
             probabilities, findings, aligned = apply_aligned_check(metadata.aligned_check, model.crops, probabilities, classes)
             aligned_report = {"fired": {"genuine": sum(f is not None for f, r in zip(findings, decoded.records) if not r.is_counterfeit),
@@ -127,8 +127,15 @@ def evaluate_model(
         if metadata.text_registry is not None:
             probabilities, mismatches = apply_text_check(metadata.text_registry, model.reads, probabilities, classes)
             text_check = text_check_report(mismatches, decoded.records)
+        if metadata.artwork_check is not None and metadata.text_registry is not None:
+            from longteng.inference.artwork_check import apply_artwork_check
+
+            aspects = [None if v.box is None else v.box.width / v.box.length for v in model.views]
+            probabilities, artwork_findings, artwork_scores = apply_artwork_check(
+                metadata.artwork_check, model.crops, model.reads, aspects, probabilities, classes)
+            artwork_report = artwork_check_report(artwork_findings, decoded.records)
         detectors = model.detector_report(supervised, probabilities, mismatches if metadata.text_registry is not None else None,
-                                          decoded.records, aligned)
+                                          decoded.records, aligned, artwork_scores)
     report = evaluation_report(
         probabilities, labels, classes, model.operating_point,
         tells=[r.tells() for r in decoded.records], case_ids=[r.case_id for r in decoded.records], logits=logits,
@@ -144,6 +151,8 @@ def evaluate_model(
         report["text_check"] = text_check
     if aligned_report is not None:
         report["aligned_check"] = aligned_report
+    if artwork_report is not None:
+        report["artwork_check"] = artwork_report
     if detectors is not None:
         report["detectors"] = detectors
     if isinstance(model, _OnnxScorer) and model.pointing is not None:
@@ -172,6 +181,30 @@ def text_check_report(mismatches: list, records: list) -> dict:
             {"path": r.path, "read": m.read, "expected": m.expected}
             for r, m, g in zip(records, mismatches, genuine) if m is not None and g
         ][:20],
+    }
+
+
+def artwork_check_report(findings: list, records: list) -> dict:
+    """How often the artwork check fired: on genuine photos (false alarms), on counterfeits, by
+    measure and per tell."""
+    fired = np.array([f is not None for f in findings], dtype=bool)
+    genuine = np.array([not r.is_counterfeit for r in records], dtype=bool)
+    per_tell = {}
+    for tell in sorted({t for r in records for t in r.tells()}):
+        carrying = np.array([tell in r.tells() and not g for r, g in zip(records, genuine)], dtype=bool)
+        if carrying.any():
+            per_tell[tell] = {"n": int(carrying.sum()), "fired_rate": float(fired[carrying].mean())}
+    by_measure: dict[str, dict[str, int]] = {}
+    for finding, g in zip(findings, genuine):
+        if finding is not None:
+            counts = by_measure.setdefault(finding.measure, {"genuine": 0, "counterfeit": 0})
+            counts["genuine" if g else "counterfeit"] += 1
+    return {
+        "genuine_fired": int(fired[genuine].sum()), "n_genuine": int(genuine.sum()),
+        "counterfeit_fired": int(fired[~genuine].sum()), "n_counterfeit": int((~genuine).sum()),
+        "by_measure": by_measure, "per_tell": per_tell,
+        "false_alarms": [{"path": r.path, "finding": f.describe()} for r, f, g in zip(records, findings, genuine)
+                         if f is not None and g][:20],
     }
 
 
@@ -226,7 +259,8 @@ class _OnnxScorer:
         self.outputs: dict[str, np.ndarray] = {}
         self.pointing: dict | None = None  # heatmap peaks on the marked tells (two-stage, with evidence)
         self.reads: list[list] = []  # OCR of each focus crop, when the model reads print
-        self.crops = np.zeros((0, 1, 1, 3), np.uint8)  # the focus crops, when the model compares them (aligned check)
+        self.crops = np.zeros((0, 1, 1, 3), np.uint8)  # the focus crops, when the model compares them (aligned, artwork checks)
+        self.views: list = []  # where the focus stage looked (two-stage)
 
     def logits(self, pixels: np.ndarray, progress: Callable[[int], None]) -> np.ndarray:
         from longteng.training.onnx_scoring import onnx_outputs
@@ -244,9 +278,10 @@ class _OnnxScorer:
         result = outputs_for_paths(
             self.model, [root / record.path for record in records], ("logits", "embedding", "class_maps"),
             batch_size=self.batch_size, progress=progress, read_print=self.model.metadata.text_registry is not None,
-            keep_crops=self.model.metadata.aligned_check is not None,
+            keep_crops=self.model.metadata.aligned_check is not None or self.model.metadata.artwork_check is not None,
         )
         self.outputs = result.outputs
+        self.views = result.views
         self.reads = result.reads
         self.crops = np.stack(result.crops) if result.crops else np.zeros((0, 1, 1, 3), np.uint8)
         good = [records[k] for k in result.kept]
@@ -269,7 +304,7 @@ class _OnnxScorer:
         return decoded, logits, iou_summary(ious) if ious else None
 
     def detector_report(self, supervised: np.ndarray, fused: np.ndarray, mismatches: list | None, records: list,
-                        aligned: np.ndarray | None = None) -> dict:
+                        aligned: np.ndarray | None = None, artwork: np.ndarray | None = None) -> dict:
         """Recall at FA <= 0.02 of each detector alone and fused, per tell (training/detectors.py)."""
         from longteng.inference.unknown import MAHALANOBIS
         from longteng.training.detectors import detector_report, detector_scores, novelty_scores
@@ -279,7 +314,7 @@ class _OnnxScorer:
         if detector is not None and detector.method == MAHALANOBIS and "embedding" in self.outputs:
             novelty = novelty_scores(self.outputs["embedding"], supervised, self.class_names, detector.parameters)
         flagged = None if mismatches is None else np.array([m is not None for m in mismatches], dtype=bool)
-        scores = detector_scores(supervised, fused, flagged, novelty, self.class_names, aligned)
+        scores = detector_scores(supervised, fused, flagged, novelty, self.class_names, aligned, artwork)
         return detector_report(scores, np.array([r.is_counterfeit for r in records]), [r.tells() for r in records])
 
     def unknown_report(self, reporter: Reporter) -> dict | None:

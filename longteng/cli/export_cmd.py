@@ -9,6 +9,7 @@ import typer
 
 from longteng.cli import console
 from longteng.inference.aligned_check import DEFAULT_REFERENCES as DEFAULT_ALIGNED_REFERENCES
+from longteng.inference.artwork_check import BY_DEFAULT as ARTWORK_CHECK_BY_DEFAULT
 from longteng.inference.text_check import DEFAULT_REFERENCES
 
 
@@ -33,6 +34,10 @@ def export_command(
         DEFAULT_ALIGNED_REFERENCES, "--aligned-references",
         help="Genuine training photos per product the aligned check compares each item with (two-stage models; 0: none).",
     ),
+    artwork_check: bool = typer.Option(
+        ARTWORK_CHECK_BY_DEFAULT, "--artwork-check/--no-artwork-check",
+        help="Measure the logo's place, size, turn and ink and the item's proportions against the text check's references.",
+    ),
 ) -> None:
     """Export a checkpoint to one self-describing ONNX file, checked against the checkpoint on real photos."""
     from longteng.cli.progress import RichReporter
@@ -40,7 +45,7 @@ def export_command(
 
     options = ExportOptions(
         opset=opset, int8=int8, calibration=calibration, force=force, parity_data=parity_data, int8_mode=int8_mode,
-        text_references=text_references, aligned_references=aligned_references,
+        text_references=text_references, aligned_references=aligned_references, artwork_check=artwork_check,
     )
     result = export_model(model, out, options, RichReporter())
     console.out().print(_summary(result), markup=False, highlight=False)
@@ -76,6 +81,13 @@ def _summary(result) -> str:
     else:
         words = "; ".join(f"{product}: {', '.join(entry['words']) or '-'}" for product, entry in registry.products.items())
         lines.append(f"  text check: registered words {words} (a mismatch means a counterfeit with probability {registry.mismatch_probability:g})")
+    artwork = result.metadata.artwork_check
+    if artwork is None:
+        lines.append("  artwork check: none (no text check, --no-artwork-check, or no logo read on the references)")
+    else:
+        logos = ", ".join(f"{name}: {entry.logo}" for name, entry in sorted(artwork.products.items()))
+        lines.append(f"  artwork check: logos {logos} (fires from {artwork.fires_at:g} spreads; a finding means a counterfeit "
+                     f"with probability {artwork.mismatch_probability:g})")
     aligned = result.metadata.aligned_check
     if aligned is None:
         lines.append("  aligned check: none (it did not raise the validation ROC-AUC, no training data, too few references, or --aligned-references 0)")

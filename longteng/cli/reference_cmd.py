@@ -46,9 +46,9 @@ def add_command(
     found = list(discover(photos))
     unreadable = [(entry.path, entry.reason, entry.detail) for entry in found if isinstance(entry, DiscoveryError)]
     paths = [entry for entry in found if not isinstance(entry, DiscoveryError)]
-    registered, reads, failures, references = register_product(runtime, product, paths)
+    registered, reads, failures, references, artwork_references = register_product(runtime, product, paths)
     unreadable += [(failure.path, failure.reason, failure.detail) for failure in failures]
-    metadata = with_product(runtime.metadata, registered, reads, references)
+    metadata = with_product(runtime.metadata, registered, reads, references, artwork_references)
     write_with_metadata(runtime.path, out, metadata)
     errors = console.err()
     for path, reason, detail in unreadable:
