@@ -24,8 +24,25 @@ ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "bench/results/quality_bar"
 
 
+def without_artwork_check(model_path: Path) -> Path:
+    """The model as it fuses its other detectors: a copy without its artwork check, if it has one."""
+    import onnx
+
+    graph = onnx.load(str(model_path))
+    props = {prop.key: prop.value for prop in graph.metadata_props}
+    if "longteng.artwork_check" not in props:
+        return model_path
+    del props["longteng.artwork_check"]
+    del graph.metadata_props[:]
+    onnx.helper.set_model_props(graph, props)
+    copy = ROOT / "bench/results" / f"{model_path.parent.name}-without-artwork.onnx"
+    onnx.save(graph, str(copy))
+    return copy
+
+
 def collect(model_path: Path, root: Path, records: list, cache: Path) -> dict:
-    """Crops, reads, box aspects and the shipped model's fused scores of ``records`` (cached)."""
+    """Crops, reads, box aspects and the fused scores of the model's other detectors for
+    ``records`` (cached)."""
     from longteng.inference.predict import Predictor
     from longteng.inference.text_check import read_text
     from longteng.inference.two_stage import focus_inputs, prepare_photo
@@ -72,7 +89,7 @@ def reads_of(entry: dict) -> list:
 def artwork_scores(check, data: dict) -> tuple[np.ndarray, list]:
     scores, findings = [], []
     for entry, crop in zip(data["meta"], data["crops"]):
-        score, finding = check.score(entry["product_found"], crop, reads_of(entry), entry["aspect"])
+        score, finding = check.score(entry["product_found"], crop, reads_of(entry))
         scores.append(score)
         findings.append(finding)
     return np.array(scores), findings
@@ -134,7 +151,7 @@ def main() -> None:
     from longteng.data.layout import scan_dataset
     from longteng.inference.artwork_check import DEFAULT_MISMATCH_PROBABILITY, ArtworkCheck
 
-    model = WORK / f"{args.scenario}-run/model.onnx"
+    model = without_artwork_check(WORK / f"{args.scenario}-run/model.onnx")
     train_root = WORK / f"{args.scenario}-train"
     test_root = args.test_data or WORK / f"{args.scenario}-test"
     records = scan_dataset(train_root)
@@ -151,7 +168,7 @@ def main() -> None:
 
     by_product: dict[str, list] = {}
     for entry, crop in zip(ref_data["meta"], ref_data["crops"]):
-        by_product.setdefault(entry["product"], []).append((crop, reads_of(entry), entry["aspect"]))
+        by_product.setdefault(entry["product"], []).append((crop, reads_of(entry)))
     check = ArtworkCheck.learn(by_product)
     q = DEFAULT_MISMATCH_PROBABILITY
     tune_scores, _ = artwork_scores(check, tune_data)

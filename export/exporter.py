@@ -389,10 +389,7 @@ def _text_registry(
         for product, paths in references.items():
             found = outputs_for_paths(model, paths, ("logits",), read_print=True, keep_crops=options.artwork_check, progress=advance)
             reads[product] = found.reads
-            artwork_references[product] = [
-                (crop, photo_reads, None if view.box is None else view.box.width / view.box.length)
-                for crop, photo_reads, view in zip(found.crops, found.reads, found.views)
-            ]
+            artwork_references[product] = list(zip(found.crops, found.reads))
     registry = TextRegistry.learn(reads)
     artwork = ArtworkCheck.learn(artwork_references) if options.artwork_check else None
     if artwork is not None and not artwork.products:

@@ -164,14 +164,14 @@ def _artwork_lines(metadata: ModelMetadata) -> list[str]:
     if check is None:
         return ["No artwork check (no text check, exported with --no-artwork-check, or no logo read on the references)."]
     lines = [
-        "The runtime measures the logo OCR finds on each focus crop (its place, length, height to length, turn and "
-        "ink against the shell) and the item's width to length, against the genuine references; a measure "
+        "The runtime measures the logo OCR finds on each focus crop (its length, height to length, place beside the "
+        "product's anchor print and ink against the shell) against the genuine references; a measure "
         f"{check.fires_at:g} or more of the references' spreads off raises the counterfeit score s to "
         f"1 - (1 - s)(1 - {check.mismatch_probability:g}) (inference/artwork_check.py).",
     ]
     for product, entry in sorted(check.products.items()):
         measures = ", ".join(f"{name} {entry.medians[name]:.3f} ± {entry.spreads[name]:.3f}" for name in entry.medians)
-        lines.append(f"* `{product}` ({entry.references} reference photos): logo `{entry.logo}`; {measures}; "
+        lines.append(f"* `{product}` ({entry.references} reference photos): logo `{entry.logo}`, anchor `{entry.anchor}`; {measures}; "
                      f"{len(entry.inks)} reference inks.")
     return lines
 

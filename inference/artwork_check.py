@@ -1,20 +1,23 @@
-"""The artwork check: where, how large and in which ink the logo is printed, and the item's
-proportions, against the product's genuine references.
+"""The artwork check: how the logo is printed (its size, its proportions, its place beside the
+product's other print, its ink) against the product's genuine references.
 
 A genuine item repeats its artwork within tight tolerances; a counterfeiter's copy drifts: the
-logo shifted, turned or scaled, set in the wrong width, printed in an off-brand ink, on a shell
-too wide or too narrow. The text check reads *what* is printed; this check measures *how* the
-logo is printed, from the same OCR reads: OCR's box around the logo word, in the upright focus
-crop, is a ruler for the artwork, and the pixels inside it are the logo's ink on its shell.
+logo shifted or scaled, set in the wrong width, printed in an off-brand ink. The text check reads
+*what* is printed; this check measures *how* the logo is printed, from the same OCR reads: OCR's
+box around the logo word is a ruler, and the pixels inside it are the logo's ink on its shell.
 
 Per photo it measures (``MEASURES``):
 
-* ``logo_across``, ``logo_along``: the logo's centre, as a share of the crop's side;
-* ``logo_length``: the log of the logo's length as a share of the crop's side (so its spread
-  is relative); ``logo_thickness``: its height over its length (a logo set wider or narrower,
-  which a crop cut a little too large or too small does not change);
-* ``logo_turn``: the angle of the logo's line, in degrees;
-* ``aspect``: the log of the item's width over its length, from the glance's box;
+* ``logo_length``: the log of the logo's length as a share of the focus crop's side (a logo
+  scaled or set wider; the crop's own scale varies with the glance's box by a few percent);
+* ``logo_thickness``: the logo's height over its length (a logo set wider or narrower, which no
+  crop changes);
+* ``anchor_along``, ``anchor_across``: where the product's *anchor*, the print other than the
+  logo that most references show (a conformity mark, a capacity label), sits from the logo's
+  centre, along the logo's line and across it, in logo lengths: a logo moved or scaled on the
+  item moves against the rest of the print, while the glance's box, which shifts, scales and
+  turns the whole crop, moves neither (the place in the crop did not pay: the glance's box is
+  off by more than a misplaced logo moves);
 * ``logo_ink``: the logo's ink against the shell around it, as per-channel log ratios
   (log ink - log shell, for red, green and blue): a lamp's colour multiplies both by the same
   gains, which the ratio cancels.
@@ -27,8 +30,8 @@ is the photo's artwork score; from ``fires_at`` on the check fires, and the find
 measure and by how much ("logo 23% longer than registered").
 
 What it cannot see: a photo whose logo OCR cannot find (covered, glared, cut off), tells away
-from the logo and the outline (parts, marks, fine print, finish: the classifier's and the
-aligned check's), and drifts within the references' own spread. numpy and Pillow only; the
+from the logo (parts, marks, fine print, finish, the shell's proportions: the classifier's and
+the aligned check's), and drifts within the references' own spread. numpy and Pillow only; the
 statistics are JSON in the model's metadata (``longteng.artwork_check``), a few KB.
 """
 
@@ -46,22 +49,26 @@ from PIL import Image, ImageDraw
 
 from longteng.decision import product_probabilities, with_evidence
 from longteng.errors import ConfigError
-from longteng.focus import FocusSpec
-from longteng.inference.text_check import TextRead, edit_distance
+from longteng.inference.text_check import TextRead, edit_distance, shape
 
-SCALAR_MEASURES = ("logo_across", "logo_along", "logo_length", "logo_thickness", "logo_turn", "aspect")
+SCALAR_MEASURES = ("logo_length", "logo_thickness", "anchor_along", "anchor_across")
 INK = "logo_ink"
 MEASURES = SCALAR_MEASURES + (INK,)
 # The least spread a measure is credited with, whatever the references show: OCR's box moves by
 # a pixel or two between photos of one item, and a box edge is 1/384 of the crop.
-SPREAD_FLOORS = {
-    "logo_across": 0.006, "logo_along": 0.008, "logo_length": 0.015, "logo_thickness": 0.012, "logo_turn": 1.5,
-    "aspect": 0.015,
-}
+SPREAD_FLOORS = {"logo_length": 0.015, "logo_thickness": 0.012, "anchor_along": 0.012, "anchor_across": 0.012}
+# A product's anchor is the print (other than the logo) read on at least this share of its references.
+MIN_ANCHOR_SUPPORT = 0.3
 INK_FLOOR = 0.06
-# A read is the logo when it has the registered logo's length, at most half of its glyphs
-# changed (a logo with swapped glyphs is still measured) and at least this OCR confidence.
+# Reads from this OCR confidence on count when the references' logo and anchor are learnt.
 LOGO_CONFIDENCE = 0.80
+# The logo is measured only where OCR read it exactly, at least this sure: a logo read wrong or
+# unsure is more often one that glare or packing covers in part, whose box and ink then mislead
+# (README, Measured); a misspelt logo is the text check's evidence.
+MEASURE_CONFIDENCE = 0.90
+# The ink is measured on this many stretches of the logo and the median taken: glare or a
+# shadow over part of it does not shift the median.
+_INK_SEGMENTS = 5
 # Fewer references than this, and a product's spread is a guess: it gets no artwork check.
 MIN_REFERENCES = 8
 # Deviation, in spreads, from which the check fires (tuned on the validation split of the
@@ -71,9 +78,6 @@ DEFAULT_FIRES_AT = 6.0
 DEFAULT_MISMATCH_PROBABILITY = 0.90
 # Export learns the check with the text check's references unless told not to (--no-artwork-check).
 BY_DEFAULT = True
-# The crop's side in item lengths (the crop rule's margin on both sides): turns a share of the
-# crop into a share of the item for people.
-_CROP_PER_ITEM = 1.0 + 2.0 * FocusSpec().margin
 # Fewer ink or shell pixels than this inside the logo's box, and the ink is not measured.
 _MIN_PIXELS = 12
 
@@ -82,29 +86,24 @@ _MIN_PIXELS = 12
 class ArtworkFinding:
     measure: str
     value: float
-    expected: float  # the references' median (for the ink: the nearest reference's distance, 0)
+    expected: float  # the references' median (for the ink: 0, the distance to the nearest reference)
     deviation: float  # in spreads
-    box: tuple[tuple[float, float], ...] | None  # the logo's corners in focus-crop pixels (None: the whole item)
+    box: tuple[tuple[float, float], ...] | None  # the logo's corners in focus-crop pixels
     photo_box: tuple[tuple[float, float], ...] | None = None  # the same corners in the stored photo's pixels
 
     def describe(self) -> str:
         """One line for a person: which part of the artwork differs from every genuine reference, and how."""
         if self.measure == INK:
             return f"logo ink unlike every genuine reference ({self.deviation:.0f} spreads off)"
-        if self.measure == "logo_turn":
-            return f"logo turned {self.value - self.expected:+.1f} degrees from registered"
-        if self.measure in ("logo_across", "logo_along"):
-            where = "across" if self.measure == "logo_across" else "along"
-            shift = abs(self.value - self.expected) * _CROP_PER_ITEM
-            return f"logo moved {shift * 100:.1f}% of the item's length {where} it from its registered place"
+        if self.measure in ("anchor_along", "anchor_across"):
+            where = "along" if self.measure == "anchor_along" else "across"
+            return (f"logo moved {abs(self.value - self.expected) * 100:.0f}% of its length {where} its line "
+                    "against the rest of the print")
         if self.measure == "logo_thickness":
             change = self.value / self.expected - 1.0 if self.expected else float("inf")
-        else:  # logs
-            change = math.exp(self.value - self.expected) - 1.0
-        what = {"logo_length": "logo", "logo_thickness": "logo's height to length", "aspect": "item's width to length"}[self.measure]
-        word = {"logo_length": ("longer", "shorter"), "logo_thickness": ("larger", "smaller"),
-                "aspect": ("larger", "smaller")}[self.measure][change < 0]
-        return f"{what} {abs(change) * 100:.0f}% {word} than registered"
+            return f"logo's height to length {abs(change) * 100:.0f}% {'smaller' if change < 0 else 'larger'} than registered"
+        change = math.exp(self.value - self.expected) - 1.0
+        return f"logo {abs(change) * 100:.0f}% {'shorter' if change < 0 else 'longer'} than registered"
 
     def to_dict(self) -> dict[str, Any]:
         box = None if self.photo_box is None else [[round(x, 1), round(y, 1)] for x, y in self.photo_box]
@@ -122,6 +121,13 @@ class Measurement:
     logo_box: tuple[tuple[float, float], ...] | None
 
 
+def print_key(text: str) -> str:
+    """A read as registered print: a word as it is, a text with digits by its format (the digits
+    change from item to item)."""
+    text = text.strip()
+    return shape(text) if any(c.isdigit() for c in text) else text
+
+
 def logo_word(reads_per_photo: Sequence[Sequence[TextRead]]) -> str | None:
     """The product's logo: the word of four or more letters read on most of its references."""
     counts: Counter[str] = Counter()
@@ -134,56 +140,90 @@ def logo_word(reads_per_photo: Sequence[Sequence[TextRead]]) -> str | None:
     return word if seen >= max(2, len(reads_per_photo) // 4) else None
 
 
-def find_logo(reads: Sequence[TextRead], logo: str) -> TextRead | None:
-    candidates = []
-    for read in reads:
-        text = read.text.strip().upper()
-        if read.confidence < LOGO_CONFIDENCE or len(text) != len(logo) or len(read.box) != 4:
-            continue
-        distance = edit_distance(text, logo.upper())
-        if distance <= len(logo) // 2:
-            candidates.append((distance, -read.confidence, read))
-    return min(candidates, key=lambda c: c[:2])[2] if candidates else None
+def find_logo(reads: Sequence[TextRead], logo: str, min_confidence: float = MEASURE_CONFIDENCE) -> TextRead | None:
+    """The surest read of exactly the registered logo, if OCR is at least ``min_confidence`` sure of it."""
+    candidates = [read for read in reads if read.text.strip().upper() == logo.upper()
+                  and read.confidence >= min_confidence and len(read.box) == 4]
+    return max(candidates, key=lambda read: read.confidence, default=None)
 
 
-def measure(crop: np.ndarray, reads: Sequence[TextRead], aspect: float | None, logo: str) -> Measurement:
-    """The artwork measures of one uint8 (S, S, 3) focus crop with its OCR reads."""
-    scalars: dict[str, float] = {}
-    if aspect is not None and math.isfinite(aspect) and aspect > 0:
-        scalars["aspect"] = math.log(aspect)
-    read = find_logo(reads, logo)
-    if read is None:
-        return Measurement(scalars, None, None)
-    size = float(crop.shape[0])
-    quad = np.asarray(read.box, dtype=np.float64)
+def anchor_key(reads_per_photo: Sequence[Sequence[TextRead]], logo: str) -> str | None:
+    """The product's anchor: the print other than its logo that most references show, if at
+    least MIN_ANCHOR_SUPPORT of them do."""
+    counts: Counter[str] = Counter()
+    for reads in reads_per_photo:
+        counts.update({print_key(r.text) for r in reads if r.confidence >= LOGO_CONFIDENCE
+                       and r.text.strip().upper() != logo.upper() and r.text.strip()})
+    if not counts:
+        return None
+    key, seen = counts.most_common(1)[0]
+    return key if seen >= max(2, MIN_ANCHOR_SUPPORT * len(reads_per_photo)) else None
+
+
+def _frame(quad: np.ndarray) -> tuple[np.ndarray, float, float, np.ndarray, np.ndarray]:
+    """(centre, length, height, unit vector along the box's longer side, unit vector across it)."""
     sides = [quad[1] - quad[0], quad[2] - quad[1]]
     long_side, short_side = sorted(sides, key=lambda v: -float(np.hypot(*v)))
-    length, height = float(np.hypot(*long_side)), float(np.hypot(*short_side))
+    length = float(np.hypot(*long_side))
+    along = long_side / max(length, 1e-9)
+    return quad.mean(axis=0), length, float(np.hypot(*short_side)), along, np.array([along[1], -along[0]])
+
+
+def measure(crop: np.ndarray, reads: Sequence[TextRead], logo: str, anchor: str | None) -> Measurement:
+    """The artwork measures of one uint8 (S, S, 3) focus crop with its OCR reads."""
+    read = find_logo(reads, logo)
+    if read is None:
+        return Measurement({}, None, None)
+    quad = np.asarray(read.box, dtype=np.float64)
+    centre, length, height, along, across = _frame(quad)
     if length < 1.0:
-        return Measurement(scalars, None, None)
-    centre = quad.mean(axis=0)
-    # The line's direction, folded into [-90, 90) degrees from the crop's vertical: a box's
-    # corner order does not say which end the text starts from.
-    turn = math.degrees(math.atan2(float(long_side[0]), float(long_side[1])))
-    turn = (turn + 90.0) % 180.0 - 90.0
-    scalars.update({
-        "logo_across": float(centre[0] / size), "logo_along": float(centre[1] / size),
-        "logo_length": math.log(length / size), "logo_thickness": height / length, "logo_turn": turn,
-    })
+        return Measurement({}, None, None)
+    scalars = {"logo_length": math.log(length / float(crop.shape[0])), "logo_thickness": height / length}
+    anchors = [r for r in reads if r is not read and r.confidence >= LOGO_CONFIDENCE and len(r.box) == 4
+               and anchor is not None and print_key(r.text) == anchor]
+    if anchors:
+        best = max(anchors, key=lambda r: r.confidence)
+        offset = np.asarray(best.box, dtype=np.float64).mean(axis=0) - centre
+        on_line, off_line = float(offset @ along) / length, float(offset @ across) / length
+        # A box's corner order does not say which end of the line the text starts from, and a
+        # crop the glance turned half round turns both: orient the frame towards the anchor.
+        if on_line < 0:
+            on_line, off_line = -on_line, -off_line
+        scalars.update({"anchor_along": on_line, "anchor_across": off_line})
     return Measurement(scalars, ink_against_shell(crop, quad), tuple((float(x), float(y)) for x, y in quad))
 
 
 def ink_against_shell(crop: np.ndarray, quad: np.ndarray) -> np.ndarray | None:
-    """log(ink) - log(shell) per channel inside the logo's box: the box's pixels split in two by
-    luminance (Otsu), the smaller part being the glyphs' ink."""
+    """log(ink) - log(shell) per channel inside the logo's box: on each of _INK_SEGMENTS stretches
+    along the logo, its pixels split in two by luminance (Otsu), the smaller part being the
+    glyphs' ink; the median over the stretches."""
+    quad = np.asarray(quad, dtype=np.float64)
+    # Corners in order around the box: the two long sides, each cut into equal stretches.
+    if np.hypot(*(quad[1] - quad[0])) >= np.hypot(*(quad[2] - quad[1])):
+        first, second = (quad[0], quad[1]), (quad[3], quad[2])
+    else:
+        first, second = (quad[1], quad[2]), (quad[0], quad[3])
+    ratios = []
+    for k in range(_INK_SEGMENTS):
+        t0, t1 = k / _INK_SEGMENTS, (k + 1) / _INK_SEGMENTS
+        piece = [first[0] + (first[1] - first[0]) * t0, first[0] + (first[1] - first[0]) * t1,
+                 second[0] + (second[1] - second[0]) * t1, second[0] + (second[1] - second[0]) * t0]
+        ratio = _ink_ratio(crop, np.array(piece))
+        if ratio is not None:
+            ratios.append(ratio)
+    if 2 * len(ratios) <= _INK_SEGMENTS:
+        return None
+    return np.median(np.array(ratios), axis=0)
+
+
+def _ink_ratio(crop: np.ndarray, quad: np.ndarray) -> np.ndarray | None:
     mask = Image.new("L", (crop.shape[1], crop.shape[0]))
     ImageDraw.Draw(mask).polygon([(float(x), float(y)) for x, y in quad], fill=1)
     pixels = crop[np.asarray(mask, dtype=bool)].astype(np.float64)
     if len(pixels) < 2 * _MIN_PIXELS:
         return None
     luminance = pixels @ np.array([0.299, 0.587, 0.114])
-    threshold = _otsu(luminance)
-    dark = luminance < threshold
+    dark = luminance < _otsu(luminance)
     ink, shell = (pixels[dark], pixels[~dark]) if dark.mean() < 0.5 else (pixels[~dark], pixels[dark])
     if len(ink) < _MIN_PIXELS or len(shell) < _MIN_PIXELS:
         return None
@@ -208,6 +248,7 @@ class ProductArtwork:
     """One product's genuine artwork, as its references show it."""
 
     logo: str
+    anchor: str | None  # print_key of the product's anchor print (None: no print besides the logo is read often)
     medians: dict[str, float]
     spreads: dict[str, float]
     inks: np.ndarray  # (k, 3) the references' ink log ratios
@@ -222,7 +263,7 @@ class ProductArtwork:
         return out
 
     def to_dict(self) -> dict[str, Any]:
-        return {"logo": self.logo, "references": self.references,
+        return {"logo": self.logo, "anchor": self.anchor, "references": self.references,
                 "measures": {name: [round(self.medians[name], 5), round(self.spreads[name], 5)] for name in self.medians},
                 "inks": np.round(self.inks, 4).tolist(), "ink_spread": round(self.ink_spread, 5)}
 
@@ -236,7 +277,9 @@ class ProductArtwork:
             medians = {name: float(pair[0]) for name, pair in measures.items()}
             spreads = {name: float(pair[1]) for name, pair in measures.items()}
             inks = np.asarray(data["inks"], dtype=np.float64).reshape(-1, 3)
-            artwork = cls(str(data["logo"]), medians, spreads, inks, float(data["ink_spread"]), int(data["references"]))
+            anchor = data.get("anchor")
+            artwork = cls(str(data["logo"]), None if anchor is None else str(anchor), medians, spreads, inks,
+                          float(data["ink_spread"]), int(data["references"]))
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise ConfigError(f"artwork check: product {product!r} is malformed ({exc})") from exc
         values = [*medians.values(), *spreads.values(), artwork.ink_spread, *inks.ravel()]
@@ -260,16 +303,17 @@ class ArtworkCheck:
 
     @classmethod
     def learn(
-        cls, references: Mapping[str, Sequence[tuple[np.ndarray, Sequence[TextRead], float | None]]],
+        cls, references: Mapping[str, Sequence[tuple[np.ndarray, Sequence[TextRead]]]],
         fires_at: float = DEFAULT_FIRES_AT, mismatch_probability: float = DEFAULT_MISMATCH_PROBABILITY,
     ) -> "ArtworkCheck":
-        """From each product's genuine reference crops with their reads and box aspects."""
+        """From each product's genuine reference crops with their OCR reads."""
         products = {}
         for product, photos in references.items():
-            logo = logo_word([reads for _, reads, _ in photos])
+            logo = logo_word([reads for _, reads in photos])
             if logo is None:
                 continue
-            found = [measure(crop, reads, aspect, logo) for crop, reads, aspect in photos]
+            anchor = anchor_key([reads for _, reads in photos], logo)
+            found = [measure(crop, reads, logo, anchor) for crop, reads in photos]
             medians, spreads = {}, {}
             for name in SCALAR_MEASURES:
                 values = np.array([m.scalars[name] for m in found if name in m.scalars])
@@ -287,10 +331,10 @@ class ArtworkCheck:
                 ink_spread = max(float(np.median(distances.min(axis=1))), INK_FLOOR)
             else:
                 inks = np.zeros((0, 3))
-            products[product] = ProductArtwork(logo, medians, spreads, inks, ink_spread, len(photos))
+            products[product] = ProductArtwork(logo, anchor, medians, spreads, inks, ink_spread, len(photos))
         return cls(products, fires_at, mismatch_probability)
 
-    def with_product(self, product: str, references: Sequence[tuple[np.ndarray, Sequence[TextRead], float | None]]) -> "ArtworkCheck":
+    def with_product(self, product: str, references: Sequence[tuple[np.ndarray, Sequence[TextRead]]]) -> "ArtworkCheck":
         """The check with ``product`` learnt from its genuine references (a product registered
         after training), replacing what it had for that name; unchanged when no logo was read."""
         learned = ArtworkCheck.learn({product: references}, self.fires_at, self.mismatch_probability).products
@@ -298,13 +342,13 @@ class ArtworkCheck:
         products.update(learned)
         return ArtworkCheck(products, self.fires_at, self.mismatch_probability)
 
-    def score(self, product: str, crop: np.ndarray, reads: Sequence[TextRead], aspect: float | None) -> tuple[float, ArtworkFinding | None]:
+    def score(self, product: str, crop: np.ndarray, reads: Sequence[TextRead]) -> tuple[float, ArtworkFinding | None]:
         """(the largest deviation in spreads, 0 when nothing was measured; the finding when it
         reaches ``fires_at``)."""
         artwork = self.products.get(product)
         if artwork is None:
             return 0.0, None
-        found = measure(crop, reads, aspect, artwork.logo)
+        found = measure(crop, reads, artwork.logo, artwork.anchor)
         deviations = artwork.deviations(found)
         if not deviations:
             return 0.0, None
@@ -316,8 +360,7 @@ class ArtworkCheck:
             value, expected = largest * artwork.ink_spread, 0.0
         else:
             value, expected = found.scalars[name], artwork.medians[name]
-        box = None if name == "aspect" else found.logo_box
-        return largest, ArtworkFinding(name, value, expected, largest, box)
+        return largest, ArtworkFinding(name, value, expected, largest, found.logo_box)
 
     def to_json(self) -> str:
         return json.dumps({"version": 1, "fires_at": self.fires_at, "mismatch_probability": self.mismatch_probability,
@@ -336,16 +379,16 @@ class ArtworkCheck:
 
 
 def apply_artwork_check(
-    check: ArtworkCheck, crops: np.ndarray, reads: Sequence[Sequence[TextRead]], aspects: Sequence[float | None],
-    probabilities: np.ndarray, class_names: Sequence[str],
+    check: ArtworkCheck, crops: np.ndarray, reads: Sequence[Sequence[TextRead]], probabilities: np.ndarray,
+    class_names: Sequence[str],
 ) -> tuple[np.ndarray, list[ArtworkFinding | None], np.ndarray]:
     """Each photo's crop and reads against the artwork of its likeliest product -> (probabilities
     updated by the check's mismatch probability where it fires, the findings, the scores)."""
-    if not len(crops) == len(reads) == len(aspects) == len(probabilities):
-        raise ConfigError(f"{len(crops)} crops, {len(reads)} reads, {len(aspects)} boxes for {len(probabilities)} photos")
+    if not len(crops) == len(reads) == len(probabilities):
+        raise ConfigError(f"{len(crops)} crops and {len(reads)} photos' reads for {len(probabilities)} photos")
     products, per_product = product_probabilities(probabilities, class_names)
-    results = [check.score(products[int(row.argmax())], crop, photo_reads, aspect)
-               for row, crop, photo_reads, aspect in zip(per_product, crops, reads, aspects)]
+    results = [check.score(products[int(row.argmax())], crop, photo_reads)
+               for row, crop, photo_reads in zip(per_product, crops, reads)]
     findings = [finding for _, finding in results]
     evidence = np.array([check.mismatch_probability if f is not None else 0.0 for f in findings])
     return with_evidence(probabilities, class_names, evidence), findings, np.array([s for s, _ in results])

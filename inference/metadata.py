@@ -82,8 +82,8 @@ class ModelMetadata:
     # The aligned comparison with genuine references (inference/aligned_check.py). None: the
     # model has none (older files, or exported without references).
     aligned_check: AlignedCheck | None = None
-    # The artwork check (inference/artwork_check.py): the logo's place, size, turn and ink and
-    # the item's proportions on genuine references. It measures what the text check reads, so
+    # The artwork check (inference/artwork_check.py): the logo's size, proportions, place beside
+    # the other print and ink on genuine references. It measures what the text check reads, so
     # it comes with a text registry. None: older files, or exported without references.
     artwork_check: ArtworkCheck | None = None
 

@@ -81,7 +81,7 @@ class PhotoPrediction:
     text_mismatch: TextMismatch | None = None  # print that does not read as the product's genuine print
     novelty: NoveltyEvidence | None = None  # a registered product's photo beyond all its references
     aligned: AlignedFinding | None = None  # the item differs from its genuine references, place by place
-    artwork: ArtworkFinding | None = None  # the logo's place, size, turn or ink, or the item's proportions, off the references'
+    artwork: ArtworkFinding | None = None  # the logo's size, proportions, place or ink off the references'
     # A model that finds several items per photo: each item's own prediction (its view names
     # its box), largest first; the photo's verdict is its most suspicious item's. () otherwise.
     items: tuple["PhotoPrediction", ...] = ()
@@ -236,9 +236,7 @@ class Predictor:
         if metadata.artwork_check is not None and metadata.text_registry is not None:
             from longteng.inference.artwork_check import apply_artwork_check
 
-            aspects = [None if views is None or views[i].box is None else views[i].box.width / views[i].box.length
-                       for i in range(len(paths))]
-            probabilities, artwork, _ = apply_artwork_check(metadata.artwork_check, pixels, photo_reads, aspects, probabilities, classes)
+            probabilities, artwork, _ = apply_artwork_check(metadata.artwork_check, pixels, photo_reads, probabilities, classes)
             if views is not None and metadata.focus is not None:
                 artwork = [
                     a if a is None or a.box is None else replace(a, photo_box=views[i].crop_to_original(a.box, metadata.focus))

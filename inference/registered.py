@@ -267,8 +267,7 @@ def register_product(model, name: str, photos: Sequence[Path], progress=None):
         references = ProductReferences.build(np.stack([shrink(c, size) for c in result.crops]), aspects)
     artwork = None
     if measures:
-        artwork = [(crop, reads, None if view.box is None else view.box.width / view.box.length)
-                   for crop, reads, view in zip(result.crops, result.reads, result.views)]
+        artwork = list(zip(result.crops, result.reads))
     return product, result.reads, result.failures, references, artwork
 
 

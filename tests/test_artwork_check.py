@@ -41,31 +41,43 @@ def crop_with_logo(read: TextRead, ink=INK_COLOUR, shell=SHELL) -> np.ndarray:
     return pixels
 
 
-def test_the_measures_of_a_logo_box():
-    read = box_read("KORVEX", centre=(180.0, 200.0), length=160.0, height=32.0, turn=3.0)
-    found = measure(crop_with_logo(read), [read, TextRead("CE", 0.99, read.box)], aspect=0.31, logo="KORVEX")
-    assert found.scalars["logo_across"] == pytest.approx(180 / SIZE)
-    assert found.scalars["logo_along"] == pytest.approx(200 / SIZE)
+def test_the_measures_of_a_logo_and_its_anchor():
+    logo = box_read("KORVEX", centre=(180.0, 200.0), length=160.0, height=32.0)
+    anchor = box_read("64GB", centre=(180.0, 300.0), length=50.0, height=20.0, turn=90.0)
+    found = measure(crop_with_logo(logo), [logo, anchor], logo="KORVEX", anchor="9A?")  # 64GB's format (text_check.shape)
     assert found.scalars["logo_length"] == pytest.approx(math.log(160 / SIZE))
     assert found.scalars["logo_thickness"] == pytest.approx(32 / 160)
-    assert found.scalars["logo_turn"] == pytest.approx(3.0)
-    assert found.scalars["aspect"] == pytest.approx(math.log(0.31))
+    assert found.scalars["anchor_along"] == pytest.approx(100 / 160)
+    assert found.scalars["anchor_across"] == pytest.approx(0.0, abs=1e-9)
     expected_ink = np.log(np.array(INK_COLOUR) + 4.0) - np.log(np.array(SHELL) + 4.0)
     assert found.ink == pytest.approx(expected_ink, abs=1e-9)
+    assert found.logo_box == logo.box
 
 
-def test_without_the_logo_only_the_item_is_measured():
+def test_the_anchor_is_measured_the_same_in_a_crop_turned_half_round():
+    logo = box_read("KORVEX", centre=(192.0, 150.0))
+    anchor = box_read("CE", centre=(200.0, 260.0), length=40.0, height=20.0, turn=90.0)
+    upright = measure(crop_with_logo(logo), [logo, anchor], "KORVEX", "CE").scalars
+    turned = [TextRead(r.text, r.confidence, tuple((SIZE - x, SIZE - y) for x, y in r.box)) for r in (logo, anchor)]
+    flipped = measure(crop_with_logo(turned[0]), turned, "KORVEX", "CE").scalars
+    for name in ("anchor_along", "anchor_across", "logo_length", "logo_thickness"):
+        assert flipped[name] == pytest.approx(upright[name])
+
+
+def test_without_the_logo_nothing_is_measured():
     other = box_read("CE")
-    found = measure(crop_with_logo(other), [other], aspect=0.5, logo="KORVEX")
-    assert found.scalars == {"aspect": math.log(0.5)} and found.ink is None and found.logo_box is None
+    found = measure(crop_with_logo(other), [other], logo="KORVEX", anchor="CE")
+    assert found.scalars == {} and found.ink is None and found.logo_box is None
 
 
-@pytest.mark.parametrize("text, found", [
-    ("KORVEX", True), ("KOPVEX", True), ("K0PUEX", True),  # a counterfeit's swapped glyphs are still its logo
-    ("KORVEXX", False), ("KOR", False), ("SKYRIDGE", False), ("ABCDEF", False),
+@pytest.mark.parametrize("text, confidence, found", [
+    ("KORVEX", 0.99, True), ("korvex", 0.99, True), (" KORVEX ", 0.92, True),
+    # Unsure or misread: often a logo that glare or packing covers in part, whose box and ink
+    # would mislead; a misspelt logo is the text check's evidence.
+    ("KORVEX", 0.85, False), ("KOPVEX", 0.99, False), ("KORVEXX", 0.99, False), ("SKYRIDGE", 0.99, False),
 ])
-def test_which_read_is_the_logo(text, found):
-    assert (find_logo([box_read(text)], "KORVEX") is not None) is found
+def test_which_read_is_the_logo(text, confidence, found):
+    assert (find_logo([box_read(text, confidence=confidence)], "KORVEX") is not None) is found
 
 
 def test_the_logo_is_the_word_most_references_read():
@@ -86,13 +98,23 @@ def test_ink_is_measured_against_the_shell_whatever_the_lamp():
     assert np.abs(white - red).max() > 0.5
 
 
+def item(logo_shift=0.0, logo_length=150.0, logo_height=30.0, turn=0.0, crop_shift=(0.0, 0.0), crop_scale=1.0,
+         ink=INK_COLOUR, logo_text="KORVEX"):
+    """A crop of a drive: the logo with the capacity label (its anchor) below it. ``crop_*``: how
+    the glance's box framed it (the whole artwork moves); ``logo_*``: the artwork itself."""
+    def at(x, y):
+        return (192 + (x - 192) * crop_scale + crop_shift[0], 192 + (y - 192) * crop_scale + crop_shift[1])
+
+    logo = box_read(logo_text, centre=at(192.0, 170.0 + logo_shift), length=logo_length * crop_scale,
+                    height=logo_height * crop_scale, turn=turn)
+    label = box_read("128GB", centre=at(192.0, 280.0), length=60.0 * crop_scale, height=22.0 * crop_scale, turn=90.0)
+    return crop_with_logo(logo, ink), [logo, label]
+
+
 def references(n: int = 12, seed: int = 0) -> list:
     rng = np.random.default_rng(seed)
-    photos = []
-    for _ in range(n):
-        read = box_read("KORVEX", centre=(192 + rng.normal(0, 0.8), 192 + rng.normal(0, 0.8)), length=150 + rng.normal(0, 0.8))
-        photos.append((crop_with_logo(read), [read], 0.30 + rng.normal(0, 0.002)))
-    return photos
+    return [item(logo_shift=rng.normal(0, 0.7), logo_length=150 + rng.normal(0, 0.7), crop_scale=1 + rng.normal(0, 0.01),
+                 crop_shift=tuple(rng.normal(0, 4, 2))) for _ in range(n)]
 
 
 @pytest.fixture(scope="module")
@@ -100,42 +122,46 @@ def check() -> ArtworkCheck:
     return ArtworkCheck.learn({"usb_flash_drive": references()})
 
 
-@pytest.mark.parametrize("read, ink, aspect, measure_name", [
-    (box_read("KORVEX", centre=(192.0, 215.0)), INK_COLOUR, 0.30, "logo_along"),  # logo shifted along the item
-    (box_read("KORVEX", centre=(210.0, 192.0)), INK_COLOUR, 0.30, "logo_across"),
-    (box_read("KORPEX", length=185.0), INK_COLOUR, 0.30, "logo_length"),  # set wider (and misspelt: still measured)
-    (box_read("KORVEX", turn=11.0), INK_COLOUR, 0.30, "logo_turn"),
-    (box_read("KORVEX"), (214, 176, 52), 0.30, INK),  # an off-brand yellow
-    (box_read("KORVEX"), INK_COLOUR, 0.36, "aspect"),  # a shell 20% too wide
+def test_the_references_teach_the_logo_and_the_anchor(check):
+    learnt = check.products["usb_flash_drive"]
+    assert (learnt.logo, learnt.anchor) == ("KORVEX", "9A?")  # 128GB as a format: its digits change between items
+    assert set(learnt.medians) == {"logo_length", "logo_thickness", "anchor_along", "anchor_across"}
+    assert learnt.medians["anchor_along"] == pytest.approx(110 / 150, abs=0.01)
+
+
+@pytest.mark.parametrize("photo, measure_name", [
+    (item(logo_shift=-18.0), "anchor_along"),  # the logo printed 12% of its length higher on the item
+    (item(logo_length=180.0), "logo_length"),  # set 20% wider
+    (item(logo_height=42.0), "logo_thickness"),  # set 40% taller
+    (item(ink=(214, 176, 52)), INK),  # an off-brand yellow
 ])
-def test_drifts_from_the_references_fire_with_what_drifted(check, read, ink, aspect, measure_name):
-    score, finding = check.score("usb_flash_drive", crop_with_logo(read, ink), [read], aspect)
+def test_drifts_from_the_references_fire_with_what_drifted(check, photo, measure_name):
+    score, finding = check.score("usb_flash_drive", *photo)
     assert finding is not None and finding.measure == measure_name and score >= check.fires_at
-    assert finding.describe()
-    assert (finding.box is None) == (measure_name == "aspect")
+    assert finding.box == photo[1][0].box
 
 
-def test_a_genuine_item_within_the_tolerances_does_not_fire(check):
-    for crop, reads, aspect in references(n=20, seed=1):
-        score, finding = check.score("usb_flash_drive", crop, reads, aspect)
-        assert finding is None and score < check.fires_at
+@pytest.mark.parametrize("photo", [
+    item(), item(crop_shift=(25.0, -30.0)),  # the glance's box shifted: the whole artwork moves
+    item(crop_scale=1.03), item(crop_scale=0.97, crop_shift=(-10.0, 12.0)),
+    item(ink=(190, 196, 206)),  # another lamp
+])
+def test_genuine_items_however_the_glance_framed_them_do_not_fire(check, photo):
+    score, finding = check.score("usb_flash_drive", *photo)
+    assert finding is None and score < check.fires_at
 
 
 def test_nothing_to_say_about_a_product_without_references_or_a_photo_without_its_logo(check):
-    read = box_read("KORVEX", centre=(192.0, 250.0))
-    assert check.score("drone", crop_with_logo(read), [read], 0.3) == (0.0, None)
-    other = box_read("128GB")
-    score, finding = check.score("usb_flash_drive", crop_with_logo(other), [other], None)
-    assert (score, finding) == (0.0, None)
+    assert check.score("drone", *item(logo_shift=-30.0)) == (0.0, None)
+    assert check.score("usb_flash_drive", *item(logo_shift=-30.0, logo_text="KOPVEX")) == (0.0, None)
 
 
 def test_the_check_survives_its_json(check):
     again = ArtworkCheck.from_json(check.to_json())
     assert again.to_json() == check.to_json()
     # Stored to 4-5 decimals: the scores agree to a thousandth of a spread, on photos that fire and that do not.
-    for read, ink, aspect in ((box_read("KORVEX", centre=(192.0, 215.0)), (90, 160, 90), 0.33), (box_read("KORVEX"), INK_COLOUR, 0.3)):
-        crop = crop_with_logo(read, ink)
-        first, second = check.score("usb_flash_drive", crop, [read], aspect), again.score("usb_flash_drive", crop, [read], aspect)
+    for photo in (item(logo_shift=-18.0), item(), item(ink=(90, 160, 90))):
+        first, second = check.score("usb_flash_drive", *photo), again.score("usb_flash_drive", *photo)
         assert first[0] == pytest.approx(second[0], abs=1e-3)
         assert (first[1] is None) == (second[1] is None)
 
@@ -143,7 +169,7 @@ def test_the_check_survives_its_json(check):
 @pytest.mark.parametrize("damage, field", [
     (lambda d: d.update(version=2), "version"),
     (lambda d: d["products"]["usb_flash_drive"]["measures"].update(shine=[1.0, 0.1]), "shine"),
-    (lambda d: d["products"]["usb_flash_drive"]["measures"].update(aspect=[0.3, 0.0]), "positive spreads"),
+    (lambda d: d["products"]["usb_flash_drive"]["measures"].update(logo_length=[-1.0, 0.0]), "positive spreads"),
     (lambda d: d["products"]["usb_flash_drive"].pop("logo"), "usb_flash_drive"),
     (lambda d: d.update(mismatch_probability=0.3), "mismatch_probability"),
     (lambda d: d.update(fires_at=-1), "fires_at"),
@@ -157,11 +183,10 @@ def test_a_damaged_check_is_refused_naming_what_is_wrong(check, damage, field):
 
 @pytest.mark.parametrize("finding, text", [
     (ArtworkFinding("logo_length", math.log(0.5), math.log(0.4), 8.0, None), "logo 25% longer than registered"),
-    (ArtworkFinding("aspect", math.log(0.3), math.log(0.36), 9.0, None), "item's width to length 17% smaller than registered"),
+    (ArtworkFinding("logo_length", math.log(0.3), math.log(0.36), 9.0, None), "logo 17% shorter than registered"),
     (ArtworkFinding("logo_thickness", 0.25, 0.2, 7.0, None), "logo's height to length 25% larger than registered"),
-    (ArtworkFinding("logo_turn", 7.0, 0.5, 6.5, None), "logo turned +6.5 degrees from registered"),
-    # 0.05 of the crop's side is 0.062 of the item's length (the crop adds a margin of 12% on each side).
-    (ArtworkFinding("logo_along", 0.55, 0.5, 6.0, None), "logo moved 6.2% of the item's length along it from its registered place"),
+    (ArtworkFinding("anchor_along", 0.62, 0.7, 6.5, None), "logo moved 8% of its length along its line against the rest of the print"),
+    (ArtworkFinding("anchor_across", 0.1, 0.03, 6.0, None), "logo moved 7% of its length across its line against the rest of the print"),
     (ArtworkFinding(INK, 0.9, 0.0, 15.2, None), "logo ink unlike every genuine reference (15 spreads off)"),
 ])
 def test_a_finding_says_what_drifted_and_by_how_much(finding, text):
@@ -172,40 +197,39 @@ def test_a_finding_says_what_drifted_and_by_how_much(finding, text):
 def test_a_finding_raises_the_counterfeit_score_of_its_photo_only(check):
     names = ["usb_flash_drive/counterfeit", "usb_flash_drive/genuine"]
     probabilities = np.array([[0.1, 0.9], [0.1, 0.9]])
-    genuine, shifted = box_read("KORVEX"), box_read("KORVEX", centre=(192.0, 220.0))
-    crops = np.stack([crop_with_logo(genuine), crop_with_logo(shifted)])
-    fused, findings, scores = apply_artwork_check(check, crops, [[genuine], [shifted]], [0.3, 0.3], probabilities, names)
+    genuine, moved = item(), item(logo_shift=-20.0)
+    crops = np.stack([genuine[0], moved[0]])
+    fused, findings, scores = apply_artwork_check(check, crops, [genuine[1], moved[1]], probabilities, names)
     assert findings[0] is None and isinstance(findings[1], ArtworkFinding)
     score = counterfeit_score(fused, names)
     assert score[0] == pytest.approx(0.1)
     assert score[1] == pytest.approx(1 - 0.9 * (1 - check.mismatch_probability))
-    assert scores[1] > scores[0]
+    assert scores[1] > check.fires_at > scores[0]
 
 
 def test_a_registered_product_gets_its_artwork_learnt(check):
     extended = check.with_product("power_bank", references(seed=3))
     assert set(extended.products) == {"usb_flash_drive", "power_bank"}
-    read = box_read("KORVEX", length=190.0)
-    assert extended.score("power_bank", crop_with_logo(read), [read], 0.3)[1].measure == "logo_length"
+    assert extended.score("power_bank", *item(logo_length=185.0))[1].measure == "logo_length"
 
 
 def test_ocr_finds_and_measures_a_printed_logo():
-    """The runtime's own OCR on a printed word: the box it gives is the ruler the check uses."""
-    def printed(offset: int, colour=(210, 210, 210)) -> np.ndarray:
+    """The runtime's own OCR on printed words: the boxes it gives are the rulers the check uses."""
+    def printed(logo_offset: int, colour=(210, 210, 210), frame_offset: int = 0) -> np.ndarray:
         image = Image.new("RGB", (SIZE, SIZE), SHELL)
-        ImageDraw.Draw(image).text((192, 160 + offset), "KORVEX", fill=colour, font=ImageFont.load_default(size=48), anchor="mm")
+        draw = ImageDraw.Draw(image)
+        draw.text((192, 140 + logo_offset + frame_offset), "KORVEX", fill=colour, font=ImageFont.load_default(size=48), anchor="mm")
+        draw.text((192, 260 + frame_offset), "128GB", fill=(210, 210, 210), font=ImageFont.load_default(size=30), anchor="mm")
         return np.asarray(image)
 
-    genuine = [(printed(dy), read_text(printed(dy), threads=1), 0.3) for dy in (-1, 0, 1, 0, 1, -1, 0, 1)]
+    genuine = [(printed(dy, frame_offset=f), read_text(printed(dy, frame_offset=f), threads=1))
+               for dy, f in ((-1, 0), (0, 10), (1, -10), (0, 5), (1, 0), (-1, -5), (0, 20), (1, -20))]
     check = ArtworkCheck.learn({"usb_flash_drive": genuine})
-    assert check.products["usb_flash_drive"].logo == "KORVEX"
-    moved = printed(40)
-    score, finding = check.score("usb_flash_drive", moved, read_text(moved, threads=1), 0.3)
-    assert finding is not None and finding.measure == "logo_along"
-    yellow = printed(0, (214, 176, 52))
-    assert check.score("usb_flash_drive", yellow, read_text(yellow, threads=1), 0.3)[1].measure == INK
-    same = printed(0)
-    assert check.score("usb_flash_drive", same, read_text(same, threads=1), 0.3)[1] is None
+    assert (check.products["usb_flash_drive"].logo, check.products["usb_flash_drive"].anchor) == ("KORVEX", "9A?")
+    # Printed across the crop here: a logo moved down the crop moves across its own line.
+    for photo, expected in ((printed(0, frame_offset=30), None), (printed(25), "anchor_across"), (printed(0, (214, 176, 52)), INK)):
+        finding = check.score("usb_flash_drive", photo, read_text(photo, threads=1))[1]
+        assert (None if finding is None else finding.measure) == expected
 
 
 def test_metadata_refuses_an_artwork_check_without_the_text_check(check):

@@ -130,9 +130,8 @@ def evaluate_model(
         if metadata.artwork_check is not None and metadata.text_registry is not None:
             from longteng.inference.artwork_check import apply_artwork_check
 
-            aspects = [None if v.box is None else v.box.width / v.box.length for v in model.views]
             probabilities, artwork_findings, artwork_scores = apply_artwork_check(
-                metadata.artwork_check, model.crops, model.reads, aspects, probabilities, classes)
+                metadata.artwork_check, model.crops, model.reads, probabilities, classes)
             artwork_report = artwork_check_report(artwork_findings, decoded.records)
         detectors = model.detector_report(supervised, probabilities, mismatches if metadata.text_registry is not None else None,
                                           decoded.records, aligned, artwork_scores)
@@ -260,7 +259,6 @@ class _OnnxScorer:
         self.pointing: dict | None = None  # heatmap peaks on the marked tells (two-stage, with evidence)
         self.reads: list[list] = []  # OCR of each focus crop, when the model reads print
         self.crops = np.zeros((0, 1, 1, 3), np.uint8)  # the focus crops, when the model compares them (aligned, artwork checks)
-        self.views: list = []  # where the focus stage looked (two-stage)
 
     def logits(self, pixels: np.ndarray, progress: Callable[[int], None]) -> np.ndarray:
         from longteng.training.onnx_scoring import onnx_outputs
@@ -281,7 +279,6 @@ class _OnnxScorer:
             keep_crops=self.model.metadata.aligned_check is not None or self.model.metadata.artwork_check is not None,
         )
         self.outputs = result.outputs
-        self.views = result.views
         self.reads = result.reads
         self.crops = np.stack(result.crops) if result.crops else np.zeros((0, 1, 1, 3), np.uint8)
         good = [records[k] for k in result.kept]

@@ -36,7 +36,7 @@ def export_command(
     ),
     artwork_check: bool = typer.Option(
         ARTWORK_CHECK_BY_DEFAULT, "--artwork-check/--no-artwork-check",
-        help="Measure the logo's place, size, turn and ink and the item's proportions against the text check's references.",
+        help="Measure the logo's size, proportions, place beside the other print and ink against the text check's references.",
     ),
 ) -> None:
     """Export a checkpoint to one self-describing ONNX file, checked against the checkpoint on real photos."""
