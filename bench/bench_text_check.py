@@ -35,18 +35,19 @@ def recall_at(scores: np.ndarray, counterfeit: np.ndarray, far: float = 0.02) ->
     return best.recall, best.false_alarm_rate
 
 
-def _without_text_check(model_path: Path) -> Path:
-    """The model as the supervised score alone: a copy without its text registry, if it has one."""
+def model_without(model_path: Path, key: str, name: str) -> Path:
+    """The model without one detector: a copy with the metadata entry ``key`` dropped (the model
+    itself when it has none), named after ``name``."""
     import onnx
 
     graph = onnx.load(str(model_path))
     props = {prop.key: prop.value for prop in graph.metadata_props}
-    if "longteng.text_registry" not in props:
+    if key not in props:
         return model_path
-    del props["longteng.text_registry"]
+    del props[key]
     del graph.metadata_props[:]
     onnx.helper.set_model_props(graph, props)
-    copy = ROOT / "bench/results" / f"{model_path.parent.name}-supervised-only.onnx"
+    copy = ROOT / "bench/results" / f"{model_path.parent.name}-{name}.onnx"
     onnx.save(graph, str(copy))
     return copy
 
@@ -79,7 +80,7 @@ def main() -> None:
         return [TextRead(t, c, tuple(tuple(p) for p in b)) for t, c, b in cache[key]]
 
     model_path = WORK / f"{args.scenario}-run/model.onnx"
-    predictor = Predictor(_without_text_check(model_path))
+    predictor = Predictor(model_without(model_path, "longteng.text_registry", "supervised-only"))
     metadata = predictor.metadata
 
     def crops_and_predictions(root: Path, records):

@@ -31,7 +31,7 @@ from longteng.inference.metadata import ModelMetadata, UnknownDetector
 from longteng.inference.model_file import check_model_out, save_with_metadata
 from longteng.inference.session import OnnxModel, RuntimeOptions
 from longteng.inference.aligned_check import DEFAULT_REFERENCES as DEFAULT_ALIGNED_REFERENCES
-from longteng.inference.artwork_check import BY_DEFAULT as ARTWORK_CHECK_BY_DEFAULT, ArtworkCheck
+from longteng.inference.artwork_check import DEFAULT_REFERENCES as DEFAULT_ARTWORK_REFERENCES, ArtworkCheck
 from longteng.inference.text_check import DEFAULT_REFERENCES, TextRegistry
 from longteng.model.checkpoint import Checkpoint, build_model, load_checkpoint, resolve_checkpoint_path
 from longteng.export.model_card import write_model_card
@@ -67,9 +67,9 @@ class ExportOptions:
     # Genuine training photos per product kept as references of the aligned comparison
     # (inference/aligned_check.py; two-stage models; 0: the model compares nothing).
     aligned_references: int = DEFAULT_ALIGNED_REFERENCES
-    # The artwork check (inference/artwork_check.py), learnt from the text check's references:
-    # it measures the logo OCR finds, so it needs text_references > 0.
-    artwork_check: bool = ARTWORK_CHECK_BY_DEFAULT
+    # Genuine training photos per product the artwork check (inference/artwork_check.py) learns
+    # from, read in the text check's OCR pass (so only with text_references > 0; 0: no check).
+    artwork_references: int = DEFAULT_ARTWORK_REFERENCES
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -78,6 +78,8 @@ class ExportOptions:
         int8_mode(self.int8_mode)
         if self.text_references < 0:
             raise ConfigError(f"--text-references cannot be negative, got {self.text_references}")
+        if self.artwork_references < 0:
+            raise ConfigError(f"--artwork-references cannot be negative, got {self.artwork_references}")
         if self.aligned_references < 0 or self.aligned_references == 1:
             raise ConfigError(f"--aligned-references must be 0 (none) or at least 2, got {self.aligned_references}")
 
@@ -376,33 +378,40 @@ def _with_metadata_of(target: Path, source: Path) -> Path:
 def _text_registry(
     model: OnnxModel, data: "_TrainingData", options: ExportOptions, reporter: Reporter
 ) -> tuple[TextRegistry, ArtworkCheck | None, dict[str, Any]]:
-    """What genuine print reads like, and how its logo is laid out (the artwork check, unless
-    options say no), learnt through the runtime's own path (decode, glance, crop, OCR) on
-    genuine training photos."""
+    """What genuine print reads like (the text check) and how its logo is printed (the artwork
+    check), learnt through the runtime's own path (decode, glance, crop, OCR) on genuine training
+    photos: one OCR pass over both checks' references."""
     from longteng.inference.two_stage import outputs_for_paths
 
-    references = data.genuine_references(options.text_references)
-    total = sum(len(paths) for paths in references.values())
+    text_paths = data.genuine_references(options.text_references)
+    artwork_paths = data.genuine_references(options.artwork_references) if options.artwork_references else {}
+    products = sorted(set(text_paths) | set(artwork_paths))
+    paths_of = {product: list(dict.fromkeys([*text_paths.get(product, []), *artwork_paths.get(product, [])])) for product in products}
     reads: dict[str, list] = {}
     artwork_references: dict[str, list] = {}
-    with reporter.task("learn the print of genuine photos (OCR)", total) as advance:
-        for product, paths in references.items():
-            found = outputs_for_paths(model, paths, ("logits",), read_print=True, keep_crops=options.artwork_check, progress=advance)
-            reads[product] = found.reads
-            artwork_references[product] = list(zip(found.crops, found.reads))
+    with reporter.task("learn the print of genuine photos (OCR)", sum(map(len, paths_of.values()))) as advance:
+        for product in products:
+            paths = paths_of[product]
+            found = outputs_for_paths(model, paths, ("logits",), read_print=True, keep_crops=bool(artwork_paths), progress=advance)
+            read_of = {paths[k]: photo_reads for k, photo_reads in zip(found.kept, found.reads)}
+            reads[product] = [read_of[path] for path in text_paths.get(product, []) if path in read_of]
+            if artwork_paths:
+                crop_of = {paths[k]: crop for k, crop in zip(found.kept, found.crops)}
+                artwork_references[product] = [(crop_of[path], read_of[path]) for path in artwork_paths.get(product, [])
+                                               if path in read_of]
     registry = TextRegistry.learn(reads)
-    artwork = ArtworkCheck.learn(artwork_references) if options.artwork_check else None
+    artwork = ArtworkCheck.learn(artwork_references) if artwork_paths else None
     if artwork is not None and not artwork.products:
         artwork = None
     summary = {"reference_photos": {product: len(photo_reads) for product, photo_reads in reads.items()},
                "mismatch_probability": registry.mismatch_probability,
-               "artwork_products": sorted(artwork.products) if artwork is not None else []}
+               "artwork_reference_photos": {product: len(photos) for product, photos in artwork_references.items()}}
     reporter.message(
         "text check: " + "; ".join(f"{product} prints {', '.join(entry['words']) or 'no word'}"
                                    for product, entry in registry.products.items())
     )
     if artwork is not None:
-        reporter.message("artwork check: " + "; ".join(f"{product}: logo {entry.logo}, {len(entry.medians)} measures"
+        reporter.message("artwork check: " + "; ".join(f"{product}: logo {entry.logo}, anchor {entry.anchor}"
                                                        for product, entry in sorted(artwork.products.items())))
     return registry, artwork, summary
 

@@ -162,7 +162,7 @@ def _text_lines(metadata: ModelMetadata, summary: Mapping[str, Any] | None) -> l
 def _artwork_lines(metadata: ModelMetadata) -> list[str]:
     check = metadata.artwork_check
     if check is None:
-        return ["No artwork check (no text check, exported with --no-artwork-check, or no logo read on the references)."]
+        return ["No artwork check (no text check, exported with --artwork-references 0 or too few genuine photos, or no logo read on them)."]
     lines = [
         "The runtime measures the logo OCR finds on each focus crop (its length, height to length, place beside the "
         "product's anchor print and ink against the shell) against the genuine references; a measure "

@@ -12,12 +12,13 @@ Per photo it measures (``MEASURES``):
   scaled or set wider; the crop's own scale varies with the glance's box by a few percent);
 * ``logo_thickness``: the logo's height over its length (a logo set wider or narrower, which no
   crop changes);
-* ``anchor_along``, ``anchor_across``: where the product's *anchor*, the print other than the
-  logo that most references show (a conformity mark, a capacity label), sits from the logo's
-  centre, along the logo's line and across it, in logo lengths: a logo moved or scaled on the
-  item moves against the rest of the print, while the glance's box, which shifts, scales and
-  turns the whole crop, moves neither (the place in the crop did not pay: the glance's box is
-  off by more than a misplaced logo moves);
+* ``anchor_along``: how far the product's *anchor*, the print other than the logo that most
+  references show (a conformity mark, a capacity label), sits from the logo's centre along the
+  logo's line, in logo lengths: a logo moved or scaled on the item moves against the rest of the
+  print, while the glance's box, which shifts, scales and turns the whole crop, moves neither
+  (the place in the crop did not pay: the glance's box is off by more than a misplaced logo
+  moves; nor did the offset across the line, whose references' spread depends on which
+  references);
 * ``logo_ink``: the logo's ink against the shell around it, as per-channel log ratios
   (log ink - log shell, for red, green and blue): a lamp's colour multiplies both by the same
   gains, which the ratio cancels.
@@ -51,12 +52,12 @@ from longteng.decision import product_probabilities, with_evidence
 from longteng.errors import ConfigError
 from longteng.inference.text_check import TextRead, edit_distance, shape
 
-SCALAR_MEASURES = ("logo_length", "logo_thickness", "anchor_along", "anchor_across")
+SCALAR_MEASURES = ("logo_length", "logo_thickness", "anchor_along")
 INK = "logo_ink"
 MEASURES = SCALAR_MEASURES + (INK,)
 # The least spread a measure is credited with, whatever the references show: OCR's box moves by
 # a pixel or two between photos of one item, and a box edge is 1/384 of the crop.
-SPREAD_FLOORS = {"logo_length": 0.015, "logo_thickness": 0.012, "anchor_along": 0.012, "anchor_across": 0.012}
+SPREAD_FLOORS = {"logo_length": 0.015, "logo_thickness": 0.012, "anchor_along": 0.012}
 # A product's anchor is the print (other than the logo) read on at least this share of its references.
 MIN_ANCHOR_SUPPORT = 0.3
 INK_FLOOR = 0.06
@@ -69,15 +70,19 @@ MEASURE_CONFIDENCE = 0.90
 # The ink is measured on this many stretches of the logo and the median taken: glare or a
 # shadow over part of it does not shift the median.
 _INK_SEGMENTS = 5
-# Fewer references than this, and a product's spread is a guess: it gets no artwork check.
-MIN_REFERENCES = 8
-# Deviation, in spreads, from which the check fires (tuned on the validation split of the
-# medium 1600x1200 training seed; README, Measured).
-DEFAULT_FIRES_AT = 6.0
-# P(counterfeit | the check fires), for decision.with_evidence (README, Measured).
+# Genuine training photos per product the check learns from at export: with 60, the spreads and
+# the nearest inks depended on which 60, and the check fired on 1.5-7% of genuine validation
+# photos; with 100-150 on 0.5% (README, Measured). Read by the text check's OCR pass.
+DEFAULT_REFERENCES = 150
+# Fewer references than this, and a product's spreads are a guess: it gets no artwork check.
+MIN_REFERENCES = 40
+# Deviation, in spreads, from which the check fires: on the validation photos of the medium
+# 1600x1200 training seed, with 150 references per product, 8 fired on 0.5% of the genuine ones
+# and 6 on 1.8% (README, Measured: bench/bench_artwork.py).
+DEFAULT_FIRES_AT = 8.0
+# P(counterfeit | the check fires), for decision.with_evidence: the lower end of the precision
+# measured on those validation photos (README, Measured).
 DEFAULT_MISMATCH_PROBABILITY = 0.90
-# Export learns the check with the text check's references unless told not to (--no-artwork-check).
-BY_DEFAULT = True
 # Fewer ink or shell pixels than this inside the logo's box, and the ink is not measured.
 _MIN_PIXELS = 12
 
@@ -95,9 +100,8 @@ class ArtworkFinding:
         """One line for a person: which part of the artwork differs from every genuine reference, and how."""
         if self.measure == INK:
             return f"logo ink unlike every genuine reference ({self.deviation:.0f} spreads off)"
-        if self.measure in ("anchor_along", "anchor_across"):
-            where = "along" if self.measure == "anchor_along" else "across"
-            return (f"logo moved {abs(self.value - self.expected) * 100:.0f}% of its length {where} its line "
+        if self.measure == "anchor_along":
+            return (f"logo moved {abs(self.value - self.expected) * 100:.0f}% of its length along its line "
                     "against the rest of the print")
         if self.measure == "logo_thickness":
             change = self.value / self.expected - 1.0 if self.expected else float("inf")
@@ -160,13 +164,12 @@ def anchor_key(reads_per_photo: Sequence[Sequence[TextRead]], logo: str) -> str 
     return key if seen >= max(2, MIN_ANCHOR_SUPPORT * len(reads_per_photo)) else None
 
 
-def _frame(quad: np.ndarray) -> tuple[np.ndarray, float, float, np.ndarray, np.ndarray]:
-    """(centre, length, height, unit vector along the box's longer side, unit vector across it)."""
+def _frame(quad: np.ndarray) -> tuple[np.ndarray, float, float, np.ndarray]:
+    """(centre, length, height, unit vector along the box's longer side)."""
     sides = [quad[1] - quad[0], quad[2] - quad[1]]
     long_side, short_side = sorted(sides, key=lambda v: -float(np.hypot(*v)))
     length = float(np.hypot(*long_side))
-    along = long_side / max(length, 1e-9)
-    return quad.mean(axis=0), length, float(np.hypot(*short_side)), along, np.array([along[1], -along[0]])
+    return quad.mean(axis=0), length, float(np.hypot(*short_side)), long_side / max(length, 1e-9)
 
 
 def measure(crop: np.ndarray, reads: Sequence[TextRead], logo: str, anchor: str | None) -> Measurement:
@@ -175,7 +178,7 @@ def measure(crop: np.ndarray, reads: Sequence[TextRead], logo: str, anchor: str 
     if read is None:
         return Measurement({}, None, None)
     quad = np.asarray(read.box, dtype=np.float64)
-    centre, length, height, along, across = _frame(quad)
+    centre, length, height, along = _frame(quad)
     if length < 1.0:
         return Measurement({}, None, None)
     scalars = {"logo_length": math.log(length / float(crop.shape[0])), "logo_thickness": height / length}
@@ -184,12 +187,9 @@ def measure(crop: np.ndarray, reads: Sequence[TextRead], logo: str, anchor: str 
     if anchors:
         best = max(anchors, key=lambda r: r.confidence)
         offset = np.asarray(best.box, dtype=np.float64).mean(axis=0) - centre
-        on_line, off_line = float(offset @ along) / length, float(offset @ across) / length
-        # A box's corner order does not say which end of the line the text starts from, and a
-        # crop the glance turned half round turns both: orient the frame towards the anchor.
-        if on_line < 0:
-            on_line, off_line = -on_line, -off_line
-        scalars.update({"anchor_along": on_line, "anchor_across": off_line})
+        # A box's corner order does not say which end of the line the text starts from, and the
+        # glance may have turned the crop half round: the distance along the line, either way.
+        scalars["anchor_along"] = abs(float(offset @ along)) / length
     return Measurement(scalars, ink_against_shell(crop, quad), tuple((float(x), float(y)) for x, y in quad))
 
 
@@ -305,10 +305,14 @@ class ArtworkCheck:
     def learn(
         cls, references: Mapping[str, Sequence[tuple[np.ndarray, Sequence[TextRead]]]],
         fires_at: float = DEFAULT_FIRES_AT, mismatch_probability: float = DEFAULT_MISMATCH_PROBABILITY,
+        min_references: int = MIN_REFERENCES,
     ) -> "ArtworkCheck":
-        """From each product's genuine reference crops with their OCR reads."""
+        """From each product's genuine reference crops with their OCR reads; a product with fewer
+        than ``min_references`` of them gets no check."""
         products = {}
         for product, photos in references.items():
+            if len(photos) < min_references:
+                continue
             logo = logo_word([reads for _, reads in photos])
             if logo is None:
                 continue
@@ -317,15 +321,15 @@ class ArtworkCheck:
             medians, spreads = {}, {}
             for name in SCALAR_MEASURES:
                 values = np.array([m.scalars[name] for m in found if name in m.scalars])
-                if len(values) >= MIN_REFERENCES:
+                if 2 * len(values) >= min_references:
                     median = float(np.median(values))
                     medians[name] = median
                     spreads[name] = max(1.4826 * float(np.median(np.abs(values - median))), SPREAD_FLOORS[name])
             inks = np.array([m.ink for m in found if m.ink is not None]).reshape(-1, 3)
-            if not medians and len(inks) < MIN_REFERENCES:
+            if not medians and 2 * len(inks) < min_references:
                 continue
             ink_spread = INK_FLOOR
-            if len(inks) >= MIN_REFERENCES:
+            if 2 * len(inks) >= min_references:
                 distances = np.sqrt(((inks[:, None, :] - inks[None, :, :]) ** 2).sum(axis=2))
                 np.fill_diagonal(distances, np.inf)
                 ink_spread = max(float(np.median(distances.min(axis=1))), INK_FLOOR)
@@ -334,10 +338,12 @@ class ArtworkCheck:
             products[product] = ProductArtwork(logo, anchor, medians, spreads, inks, ink_spread, len(photos))
         return cls(products, fires_at, mismatch_probability)
 
-    def with_product(self, product: str, references: Sequence[tuple[np.ndarray, Sequence[TextRead]]]) -> "ArtworkCheck":
+    def with_product(self, product: str, references: Sequence[tuple[np.ndarray, Sequence[TextRead]]],
+                     min_references: int = MIN_REFERENCES) -> "ArtworkCheck":
         """The check with ``product`` learnt from its genuine references (a product registered
-        after training), replacing what it had for that name; unchanged when no logo was read."""
-        learned = ArtworkCheck.learn({product: references}, self.fires_at, self.mismatch_probability).products
+        after training), replacing what it had for that name; without it when too few photos or
+        no logo were read."""
+        learned = ArtworkCheck.learn({product: references}, self.fires_at, self.mismatch_probability, min_references).products
         products = {name: entry for name, entry in self.products.items() if name != product}
         products.update(learned)
         return ArtworkCheck(products, self.fires_at, self.mismatch_probability)

@@ -166,16 +166,11 @@ def text_check_report(mismatches: list, records: list) -> dict:
     """How often the text check fired: on genuine photos (false alarms), on counterfeits, per tell."""
     flagged = np.array([m is not None for m in mismatches], dtype=bool)
     genuine = np.array([not r.is_counterfeit for r in records], dtype=bool)
-    per_tell = {}
-    for tell in sorted({t for r in records for t in r.tells()}):
-        carrying = np.array([tell in r.tells() and not g for r, g in zip(records, genuine)], dtype=bool)
-        if carrying.any():
-            per_tell[tell] = {"n": int(carrying.sum()), "flagged_rate": float(flagged[carrying].mean())}
     return {
         "genuine_flagged": int(flagged[genuine].sum()), "n_genuine": int(genuine.sum()),
         "counterfeit_flagged": int(flagged[~genuine].sum()), "n_counterfeit": int((~genuine).sum()),
         "by_kind": {kind: sum(1 for m in mismatches if m is not None and m.kind == kind) for kind in ("spelling", "format")},
-        "per_tell": per_tell,
+        "per_tell": _rate_per_tell(flagged, records, "flagged_rate"),
         "false_alarms": [
             {"path": r.path, "read": m.read, "expected": m.expected}
             for r, m, g in zip(records, mismatches, genuine) if m is not None and g
@@ -188,11 +183,6 @@ def artwork_check_report(findings: list, records: list) -> dict:
     measure and per tell."""
     fired = np.array([f is not None for f in findings], dtype=bool)
     genuine = np.array([not r.is_counterfeit for r in records], dtype=bool)
-    per_tell = {}
-    for tell in sorted({t for r in records for t in r.tells()}):
-        carrying = np.array([tell in r.tells() and not g for r, g in zip(records, genuine)], dtype=bool)
-        if carrying.any():
-            per_tell[tell] = {"n": int(carrying.sum()), "fired_rate": float(fired[carrying].mean())}
     by_measure: dict[str, dict[str, int]] = {}
     for finding, g in zip(findings, genuine):
         if finding is not None:
@@ -201,10 +191,20 @@ def artwork_check_report(findings: list, records: list) -> dict:
     return {
         "genuine_fired": int(fired[genuine].sum()), "n_genuine": int(genuine.sum()),
         "counterfeit_fired": int(fired[~genuine].sum()), "n_counterfeit": int((~genuine).sum()),
-        "by_measure": by_measure, "per_tell": per_tell,
+        "by_measure": by_measure, "per_tell": _rate_per_tell(fired, records, "fired_rate"),
         "false_alarms": [{"path": r.path, "finding": f.describe()} for r, f, g in zip(records, findings, genuine)
                          if f is not None and g][:20],
     }
+
+
+def _rate_per_tell(fired: np.ndarray, records: list, name: str) -> dict:
+    """Per tell: how many counterfeits carry it, and the share of them a check fired on."""
+    per_tell = {}
+    for tell in sorted({t for r in records for t in r.tells()}):
+        carrying = np.array([tell in r.tells() and r.is_counterfeit for r in records], dtype=bool)
+        if carrying.any():
+            per_tell[tell] = {"n": int(carrying.sum()), name: float(fired[carrying].mean())}
+    return per_tell
 
 
 def _refuse_two_stage_checkpoint(model_path: Path | str) -> None:

@@ -9,7 +9,7 @@ import typer
 
 from longteng.cli import console
 from longteng.inference.aligned_check import DEFAULT_REFERENCES as DEFAULT_ALIGNED_REFERENCES
-from longteng.inference.artwork_check import BY_DEFAULT as ARTWORK_CHECK_BY_DEFAULT
+from longteng.inference.artwork_check import DEFAULT_REFERENCES as DEFAULT_ARTWORK_REFERENCES, MIN_REFERENCES as MIN_ARTWORK_REFERENCES
 from longteng.inference.text_check import DEFAULT_REFERENCES
 
 
@@ -34,9 +34,10 @@ def export_command(
         DEFAULT_ALIGNED_REFERENCES, "--aligned-references",
         help="Genuine training photos per product the aligned check compares each item with (two-stage models; 0: none).",
     ),
-    artwork_check: bool = typer.Option(
-        ARTWORK_CHECK_BY_DEFAULT, "--artwork-check/--no-artwork-check",
-        help="Measure the logo's size, proportions, place beside the other print and ink against the text check's references.",
+    artwork_references: int = typer.Option(
+        DEFAULT_ARTWORK_REFERENCES, "--artwork-references",
+        help="Genuine training photos per product the artwork check learns the logo's size, place and ink from "
+             f"(read with the text check; fewer than {MIN_ARTWORK_REFERENCES}: no check for that product; 0: none).",
     ),
 ) -> None:
     """Export a checkpoint to one self-describing ONNX file, checked against the checkpoint on real photos."""
@@ -45,7 +46,7 @@ def export_command(
 
     options = ExportOptions(
         opset=opset, int8=int8, calibration=calibration, force=force, parity_data=parity_data, int8_mode=int8_mode,
-        text_references=text_references, aligned_references=aligned_references, artwork_check=artwork_check,
+        text_references=text_references, aligned_references=aligned_references, artwork_references=artwork_references,
     )
     result = export_model(model, out, options, RichReporter())
     console.out().print(_summary(result), markup=False, highlight=False)
@@ -83,7 +84,7 @@ def _summary(result) -> str:
         lines.append(f"  text check: registered words {words} (a mismatch means a counterfeit with probability {registry.mismatch_probability:g})")
     artwork = result.metadata.artwork_check
     if artwork is None:
-        lines.append("  artwork check: none (no text check, --no-artwork-check, or no logo read on the references)")
+        lines.append("  artwork check: none (no text check, --artwork-references 0 or too few genuine photos, or no logo read on them)")
     else:
         logos = ", ".join(f"{name}: {entry.logo}" for name, entry in sorted(artwork.products.items()))
         lines.append(f"  artwork check: logos {logos} (fires from {artwork.fires_at:g} spreads; a finding means a counterfeit "
