@@ -3,10 +3,10 @@
 Not a test. Loads the exported model once (as the station does), warms it up on one photo,
 then judges N photos one by one through `Predictor.predict` (decode, glance, crop, focus,
 unknown-object score, registered products, the aligned check when the model carries one, and
-the text check's OCR when the model reads print) and reports p50 / p95 per photo, with the
+the text check's OCR and the artwork check when the model reads print) and reports p50 / p95 per photo, with the
 same photos' stages timed apart through the runtime's own functions (inference/two_stage.py,
-inference/aligned_check.py, inference/text_check.py): decode + glance input, glance + crop,
-focus, aligned check, OCR. Target (issue 10): p50 at most 300 ms on 2 cores.
+inference/aligned_check.py, inference/text_check.py, inference/artwork_check.py): decode +
+glance input, glance + crop, focus, aligned check, OCR, artwork check. Target (issue 10): p50 at most 300 ms on 2 cores.
 
     .venv/bin/python bench/bench_latency.py --model RUN/model.onnx --photos DATASET [--n 40] [--threads 2]
 
@@ -42,6 +42,7 @@ def main() -> None:
     args = parser.parse_args()
     from longteng.decision import calibrate_scores
     from longteng.inference.aligned_check import apply_aligned_check
+    from longteng.inference.artwork_check import apply_artwork_check
     from longteng.inference.predict import PredictOptions, Predictor
     from longteng.inference.text_check import read_text
     from longteng.inference.two_stage import focus_inputs, prepare_photo
@@ -62,7 +63,7 @@ def main() -> None:
     if reads_print:
         read_text(np.zeros((metadata.focus.input_size,) * 2 + (3,), np.uint8), args.threads, side)
 
-    totals, stages = [], {"decode": [], "glance_and_crop": [], "focus": [], "aligned": [], "ocr": []}
+    totals, stages = [], {"decode": [], "glance_and_crop": [], "focus": [], "aligned": [], "ocr": [], "artwork": []}
     for photo in photos[1:]:
         started = time.perf_counter()
         list(predictor.predict([photo]))
@@ -79,15 +80,18 @@ def main() -> None:
             probabilities = calibrate_scores(outputs["probabilities"], metadata.score_calibration, metadata.class_names)
             apply_aligned_check(metadata.aligned_check, crops, probabilities, metadata.decision_classes)
         t3a = time.perf_counter()
-        if reads_print:
-            read_text(crops[0], args.threads, side)
+        reads = read_text(crops[0], args.threads, side) if reads_print else []
         t4 = time.perf_counter()
-        for name, seconds in zip(stages, (t1 - t0, t2 - t1, t3 - t2, t3a - t3, t4 - t3a)):
+        if metadata.artwork_check is not None:
+            probabilities = calibrate_scores(outputs["probabilities"], metadata.score_calibration, metadata.class_names)
+            apply_artwork_check(metadata.artwork_check, crops, [reads], probabilities, metadata.decision_classes)
+        t5 = time.perf_counter()
+        for name, seconds in zip(stages, (t1 - t0, t2 - t1, t3 - t2, t3a - t3, t4 - t3a, t5 - t4)):
             stages[name].append(seconds)
 
     result = {
         "model": str(args.model), "photos": len(totals), "threads": args.threads, "reads_print": reads_print, "detection_side": side,
-        "aligned_check": metadata.aligned_check is not None,
+        "aligned_check": metadata.aligned_check is not None, "artwork_check": metadata.artwork_check is not None,
         "registered_products": [p.name for p in metadata.registered_products],
         "p50_ms": percentile(totals, 50), "p95_ms": percentile(totals, 95), "target_ms": TARGET_MS,
         "stages_p50_ms": {name: percentile(values, 50) for name, values in stages.items()},
