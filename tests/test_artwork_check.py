@@ -254,3 +254,11 @@ def test_metadata_refuses_an_artwork_check_without_the_text_check(check):
     fine.check("model.onnx")
     again = ModelMetadata.from_props(fine.to_props())
     assert again.artwork_check is not None and again.artwork_check.to_json() == check.to_json()
+
+
+def test_the_station_shows_the_finding_an_expert_checks():
+    from longteng.station.pages import _evidence
+
+    entry = ArtworkFinding(INK, 0.9, 0.0, 15.2, None).to_dict()
+    assert _evidence(entry) == '<p class="evidence">logo ink unlike every genuine reference (15 spreads off)</p>'
+    assert "&lt;b&gt;" in _evidence({**entry, "description": "<b>"})  # escaped, whatever the file says
