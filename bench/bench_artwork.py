@@ -88,7 +88,7 @@ def recall_at(scores: np.ndarray, counterfeit: np.ndarray, far: float = 0.02) ->
     return best_threshold_at_false_alarm_rate(scores, counterfeit, far).recall
 
 
-def report(name: str, data: dict, scores: np.ndarray, fires_at: float, q: float) -> dict:
+def report(name: str, data: dict, scores: np.ndarray, fires_at: float, q: float, ramps: list | None = None) -> dict:
     from longteng.training.metrics import roc_auc
 
     meta = data["meta"]
@@ -113,12 +113,19 @@ def report(name: str, data: dict, scores: np.ndarray, fires_at: float, q: float)
             "n": int(has.sum()), "fired": float(fired[has].mean()),
             "shipped": recall_at(shipped[mask], counterfeit[mask]), "fused": recall_at(fused[mask], counterfeit[mask]),
         }
+    for low, high in ramps or []:
+        # A graded alternative to the runtime's step: evidence rising from 0 at `low` spreads to q at `high`.
+        graded = 1.0 - (1.0 - shipped) * (1.0 - q * np.clip((scores - low) / (high - low), 0.0, 1.0))
+        out.setdefault("ramps", {})[f"{low:g}-{high:g}"] = {"recall_at_far_0.02": recall_at(graded, counterfeit),
+                                                           "roc_auc": roc_auc(graded, counterfeit)}
     print(f"\n{name}: {out['photos']} photos; the check fires (>= {fires_at:g} spreads) on {out['fired_counterfeit']}/"
           f"{out['counterfeit']} counterfeits and {out['fired_genuine']}/{out['genuine']} genuine photos "
           f"(precision {out['precision']:.3f})")
     print(f"recall at FA <= 0.02: shipped {out['shipped']['recall_at_far_0.02']:.3f} (ROC-AUC {out['shipped']['roc_auc']:.3f}) "
           f"-> with the artwork check {out['fused']['recall_at_far_0.02']:.3f} (ROC-AUC {out['fused']['roc_auc']:.3f}); "
           f"the artwork score alone {out['artwork_alone']['recall_at_far_0.02']:.3f} (ROC-AUC {out['artwork_alone']['roc_auc']:.3f})")
+    for ramp, r in out.get("ramps", {}).items():
+        print(f"graded evidence from {ramp} spreads instead of the step: recall at FA <= 0.02 {r['recall_at_far_0.02']:.3f} (ROC-AUC {r['roc_auc']:.4f})")
     print("| tell | n | check fired | shipped @2% | with the check @2% |\n|---|---|---|---|---|")
     for tell, r in out["per_tell"].items():
         print(f"| {tell} | {r['n']} | {r['fired']:.2f} | {r['shipped']:.3f} | {r['fused']:.3f} |")
@@ -169,6 +176,8 @@ def main() -> None:
     parser.add_argument("--fires-at", type=float, nargs="*", default=[5.0, 6.0, 8.0, 10.0],
                         help="thresholds reported on the tuning split; the chosen one is applied to the test seed")
     parser.add_argument("--far", type=float, default=0.01, help="choose the least threshold firing on at most this share of tuning genuine photos")
+    parser.add_argument("--ramp", type=float, nargs=2, action="append", metavar=("LOW", "HIGH"),
+                        help="also report graded evidence rising from LOW to HIGH spreads (repeatable)")
     parser.add_argument("--subsets", type=int, default=0, help="also learn from this many random samples of the references")
     parser.add_argument("--pool", type=int, default=150, help="the samples are drawn from the first POOL genuine photos per product")
     args = parser.parse_args()
@@ -211,10 +220,10 @@ def main() -> None:
             chosen = fires_at
     chosen = chosen if chosen is not None else max(args.fires_at)
     results = {"references": {p: a.references for p, a in check.products.items()}, "chosen_fires_at": chosen,
-               "tune": report("tuning split", tune_data, tune_scores, chosen, q)}
+               "tune": report("tuning split", tune_data, tune_scores, chosen, q, args.ramp)}
     check = ArtworkCheck(check.products, chosen, q)
     test_scores, findings = artwork_scores(check, test_data)
-    results["test"] = report(f"test seed ({test_root.name})", test_data, test_scores, chosen, q)
+    results["test"] = report(f"test seed ({test_root.name})", test_data, test_scores, chosen, q, args.ramp)
     kinds: dict[str, list[int]] = {}
     for entry, finding in zip(test_data["meta"], findings):
         if finding is not None:
