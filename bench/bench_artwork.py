@@ -170,6 +170,7 @@ def reference_samples(args, model: Path, train_root: Path, genuine_train: list, 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--scenario", default="medium-1600")
+    parser.add_argument("--work", type=Path, default=WORK, help="quality_bar.py's --work (bench/results/loto for unseen-TELL)")
     parser.add_argument("--references", type=int, default=150, help="genuine training photos per product (export's default)")
     parser.add_argument("--cache", type=Path, default=ROOT / "bench/results/artwork-cache")
     parser.add_argument("--test-data", type=Path, default=None, help="default: the benchmark's test seed")
@@ -187,9 +188,9 @@ def main() -> None:
     from bench_text_check import model_without
 
     # The model as it fuses its other detectors: what the artwork check is added to.
-    model = model_without(WORK / f"{args.scenario}-run/model.onnx", "longteng.artwork_check", "without-artwork")
-    train_root = WORK / f"{args.scenario}-train"
-    test_root = args.test_data or WORK / f"{args.scenario}-test"
+    model = model_without(args.work / f"{args.scenario}-run/model.onnx", "longteng.artwork_check", "without-artwork")
+    train_root = args.work / f"{args.scenario}-train"
+    test_root = args.test_data or args.work / f"{args.scenario}-test"
     records = scan_dataset(train_root)
     genuine_train = [r for r in records if r.split == "train" and not r.is_counterfeit]
     references = [r for product in sorted({r.product for r in genuine_train})
@@ -199,7 +200,7 @@ def main() -> None:
     started = time.perf_counter()
     ref_data = collect(model, train_root, references, args.cache / f"{args.scenario}-references{args.references}")
     tune_data = collect(model, train_root, tune, args.cache / f"{args.scenario}-val")
-    test_data = collect(model, test_root, test, args.cache / f"{test_root.name}-all")
+    test_data = collect(model, test_root, test, args.cache / f"{args.work.name}-{test_root.name}-all")
     print(f"collected in {time.perf_counter() - started:.0f} s")
 
     by_product: dict[str, list] = {}
