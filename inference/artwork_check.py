@@ -33,7 +33,7 @@ measure and by how much ("logo 23% longer than registered").
 What it cannot see: a photo whose logo OCR cannot find (covered, glared, cut off), tells away
 from the logo (parts, marks, fine print, finish, the shell's proportions: the classifier's and
 the aligned check's), and drifts within the references' own spread. numpy and Pillow only; the
-statistics are JSON in the model's metadata (``longteng.artwork_check``), a few KB.
+statistics are JSON in the model's metadata (``longteng.artwork_check``): 12.5 KB for three products.
 """
 
 from __future__ import annotations

@@ -88,7 +88,7 @@ def _summary(result) -> str:
     else:
         logos = ", ".join(f"{name}: {entry.logo}" for name, entry in sorted(artwork.products.items()))
         lines.append(f"  artwork check: logos {logos} (fires from {artwork.fires_at:g} spreads; a finding means a counterfeit "
-                     f"with probability {artwork.mismatch_probability:g})")
+                     f"with probability {artwork.mismatch_probability:g}; {len(artwork.to_json()) / 1000:.1f} KB of metadata)")
     aligned = result.metadata.aligned_check
     if aligned is None:
         lines.append("  aligned check: none (it did not raise the validation ROC-AUC, no training data, too few references, or --aligned-references 0)")
