@@ -30,7 +30,8 @@ reference in units of the references' own nearest-neighbour distances. The large
 is the photo's artwork score; from ``fires_at`` on the check fires, and the finding says which
 measure and by how much ("logo 23% longer than registered").
 
-What it cannot see: a photo whose logo OCR cannot find (covered, glared, cut off), tells away
+What it cannot see: a photo whose logo OCR does not read exactly and surely (covered, glared, cut
+off, misspelt: that last is the text check's evidence), tells away
 from the logo (parts, marks, fine print, finish, the shell's proportions: the classifier's and
 the aligned check's), and drifts within the references' own spread. numpy and Pillow only; the
 statistics are JSON in the model's metadata (``longteng.artwork_check``): 12.5 KB for three products.
