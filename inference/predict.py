@@ -28,7 +28,8 @@ from longteng.inference.aligned_check import AlignedFinding
 from longteng.inference.artwork_check import ArtworkFinding
 from longteng.inference.registered import NoveltyEvidence
 from longteng.inference.session import OnnxModel, RuntimeOptions
-from longteng.inference.text_check import TextMismatch, TextRead, apply_text_check, prepare_ocr, read_text
+from longteng.inference.checks import apply_checks
+from longteng.inference.text_check import TextMismatch, TextRead, prepare_ocr, read_text
 from longteng.inference.two_stage import (
     FocusInput, FocusView, PreparedPhoto, focus_input, focus_inputs, focus_items, prepare_photo,
 )
@@ -212,36 +213,25 @@ class Predictor:
             probabilities = extend_probabilities(probabilities, assignment, metadata)
             registered = assignment.product >= 0
             novelty = novelty_evidence(assignment, metadata)
-        aligned: list[AlignedFinding | None] = [None] * len(paths)
-        if metadata.aligned_check is not None:
-            from longteng.inference.aligned_check import apply_aligned_check
-
-            probabilities, aligned, _ = apply_aligned_check(metadata.aligned_check, pixels, probabilities, classes)
-            if views is not None and metadata.focus is not None:
-                aligned = [
-                    a if a is None or a.box is None else replace(a, photo_box=views[i].crop_to_original(a.corners(), metadata.focus))
-                    for i, a in enumerate(aligned)
-                ]
-        mismatches: list[TextMismatch | None] = [None] * len(paths)
+        photo_reads = None
         if metadata.text_registry is not None:
             known = list(reads) if reads is not None else [None] * len(paths)
             photo_reads = [r if r is not None else read_text(pixels[i], self.options.threads, metadata.text_registry.detection_side) for i, r in enumerate(known)]
-            probabilities, mismatches = apply_text_check(metadata.text_registry, photo_reads, probabilities, classes)
-            if views is not None and metadata.focus is not None:
-                mismatches = [
-                    m if m is None else replace(m, photo_box=views[i].crop_to_original(m.box, metadata.focus))
-                    for i, m in enumerate(mismatches)
-                ]
-        artwork: list[ArtworkFinding | None] = [None] * len(paths)
-        if metadata.artwork_check is not None and metadata.text_registry is not None:
-            from longteng.inference.artwork_check import apply_artwork_check
-
-            probabilities, artwork, _ = apply_artwork_check(metadata.artwork_check, pixels, photo_reads, probabilities, classes)
-            if views is not None and metadata.focus is not None:
-                artwork = [
-                    a if a is None or a.box is None else replace(a, photo_box=views[i].crop_to_original(a.box, metadata.focus))
-                    for i, a in enumerate(artwork)
-                ]
+        checked = apply_checks(metadata, pixels, photo_reads, probabilities, classes)
+        probabilities, aligned, mismatches, artwork = checked.probabilities, checked.aligned, checked.mismatches, checked.artwork
+        if views is not None and metadata.focus is not None:
+            aligned = [
+                a if a is None or a.box is None else replace(a, photo_box=views[i].crop_to_original(a.corners(), metadata.focus))
+                for i, a in enumerate(aligned)
+            ]
+            mismatches = [
+                m if m is None else replace(m, photo_box=views[i].crop_to_original(m.box, metadata.focus))
+                for i, m in enumerate(mismatches)
+            ]
+            artwork = [
+                a if a is None or a.box is None else replace(a, photo_box=views[i].crop_to_original(a.box, metadata.focus))
+                for i, a in enumerate(artwork)
+            ]
         unknown_score = None
         unknown = np.zeros(len(paths), dtype=bool)
         if metadata.registered_products:

@@ -112,29 +112,23 @@ def evaluate_model(
     text_check = detectors = aligned_report = artwork_report = None
     metadata = model.model.metadata if isinstance(model, _OnnxScorer) else None
     if metadata is not None and (metadata.text_registry is not None or metadata.aligned_check is not None):
-        from longteng.inference.aligned_check import apply_aligned_check
-        from longteng.inference.text_check import apply_text_check
+        from longteng.inference.checks import apply_checks
 
-        # The runtime's own fusions, in its order (Predictor.predict_pixels): the probabilities officers get.
+        # The runtime's own fusions (Predictor.predict_pixels calls the same function): the probabilities officers get.
         supervised = probabilities
-        mismatches: list = [None] * len(probabilities)
-        aligned = artwork_scores = None
+        reads = model.reads if metadata.text_registry is not None else None
+        checked = apply_checks(metadata, model.crops, reads, probabilities, classes)
+        probabilities = checked.probabilities
         if metadata.aligned_check is not None:
-            probabilities, findings, aligned = apply_aligned_check(metadata.aligned_check, model.crops, probabilities, classes)
-            aligned_report = {"fired": {"genuine": sum(f is not None for f, r in zip(findings, decoded.records) if not r.is_counterfeit),
-                                        "counterfeit": sum(f is not None for f, r in zip(findings, decoded.records) if r.is_counterfeit)},
-                              "not_registered": int(np.isnan(aligned).sum())}
+            aligned_report = {"fired": {"genuine": sum(f is not None for f, r in zip(checked.aligned, decoded.records) if not r.is_counterfeit),
+                                        "counterfeit": sum(f is not None for f, r in zip(checked.aligned, decoded.records) if r.is_counterfeit)},
+                              "not_registered": int(np.isnan(checked.aligned_scores).sum())}
         if metadata.text_registry is not None:
-            probabilities, mismatches = apply_text_check(metadata.text_registry, model.reads, probabilities, classes)
-            text_check = text_check_report(mismatches, decoded.records)
-        if metadata.artwork_check is not None and metadata.text_registry is not None:
-            from longteng.inference.artwork_check import apply_artwork_check
-
-            probabilities, artwork_findings, artwork_scores = apply_artwork_check(
-                metadata.artwork_check, model.crops, model.reads, probabilities, classes)
-            artwork_report = artwork_check_report(artwork_findings, decoded.records)
-        detectors = model.detector_report(supervised, probabilities, mismatches if metadata.text_registry is not None else None,
-                                          decoded.records, aligned, artwork_scores)
+            text_check = text_check_report(checked.mismatches, decoded.records)
+        if checked.artwork_scores is not None:
+            artwork_report = artwork_check_report(checked.artwork, decoded.records)
+        detectors = model.detector_report(supervised, probabilities, checked.mismatches if metadata.text_registry is not None else None,
+                                          decoded.records, checked.aligned_scores, checked.artwork_scores)
     report = evaluation_report(
         probabilities, labels, classes, model.operating_point,
         tells=[r.tells() for r in decoded.records], case_ids=[r.case_id for r in decoded.records], logits=logits,
