@@ -10,6 +10,8 @@ from typing import Any
 
 from longteng.errors import ConfigError
 
+FOCUS_VIEW_VARIATIONS = ("capture", "occluders")
+
 DEVICES = ("auto", "cpu", "cuda")
 ARCHITECTURES = ("two_stage", "single_stage")
 
@@ -53,6 +55,10 @@ class TrainConfig:
     # photo and epoch: the first at a jittered box, the others also as another capture. 1: three
     # raised validation ROC-AUC but not that of seeds not trained on (README, Design choices).
     focus_views: int = 1
+    # two_stage: what the further views vary (FOCUS_VIEW_VARIATIONS): "capture" (exposure,
+    # colour cast, noise, JPEG) or "occluders" (packing over part of the item, kept off a
+    # counterfeit's marked evidence: training/occluders.py).
+    focus_view_variation: str = "capture"
     glance_epochs: int = 25
     probe_epochs: int = 1
     batch_size: int = 32
@@ -84,6 +90,8 @@ class TrainConfig:
             raise ConfigError("--glance-epochs must be at least 1 and --probe-epochs at least 0")
         if not 1 <= self.focus_views <= 8:
             raise ConfigError(f"--focus-views must be between 1 and 8, got {self.focus_views}")
+        if self.focus_view_variation not in FOCUS_VIEW_VARIATIONS:
+            raise ConfigError(f"--focus-view-variation {self.focus_view_variation!r} unknown; allowed: {', '.join(FOCUS_VIEW_VARIATIONS)}")
         if self.epochs < 1:
             raise ConfigError(f"--epochs must be at least 1, got {self.epochs}")
         if self.batch_size < 1:

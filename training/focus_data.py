@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from longteng.data.evidence import evidence_at
+from longteng.data.evidence import evidence_at, parse_evidence
 from longteng.data.layout import Record
 from longteng.errors import ImageLoadError, UnusableFile
 from longteng.focus import (
@@ -26,6 +26,7 @@ from longteng.focus import (
 )
 from longteng.preprocess import PreprocessSpec
 from longteng.training.cache import map_in_processes
+from longteng.training.occluders import evidence_in_crop, occluded_view
 
 # Box jitter for training crops (standard deviations): centre shift as a fraction of the
 # box's longer side, relative size change, angle in radians. About what the glance misses by.
@@ -49,8 +50,8 @@ class GlanceItem:
 Failure = UnusableFile  # path relative to the dataset root
 
 
-def _glance_job(job: tuple[str, Record, PreprocessSpec, FocusSpec, int | None, int]) -> GlanceItem | Failure:
-    root, record, glance_spec, focus_spec, jitter_seed, views = job
+def _glance_job(job: tuple[str, Record, PreprocessSpec, FocusSpec, int | None, int, str]) -> GlanceItem | Failure:
+    root, record, glance_spec, focus_spec, jitter_seed, views, variation = job
     try:
         photo = decode_for_focus(Path(root) / record.path, focus_spec)
     except ImageLoadError as exc:
@@ -67,7 +68,14 @@ def _glance_job(job: tuple[str, Record, PreprocessSpec, FocusSpec, int | None, i
         item_quads = (quad,)
     crops: list[np.ndarray] = []
     if jitter_seed is not None and quad is not None:
-        crops = training_views(photo.image, OrientedBox.from_quad(quad), focus_spec, glance_spec.pad_color, jitter_seed, views)
+        evidence = None
+        if views > 1 and variation == "occluders":
+            try:
+                evidence = parse_evidence(record.extra.get("evidence", ""))
+            except ValueError:
+                evidence = None  # a damaged column: data check reports it; here the item is occluded anyway
+        crops = training_views(photo.image, OrientedBox.from_quad(quad), focus_spec, glance_spec.pad_color, jitter_seed, views,
+                               variation, None if evidence is None else (evidence, quad))
     return GlanceItem(record, glance_pixels(photo, glance_spec), GlanceFrame.of(photo.image.size, glance_spec), photo.image.size, quad,
                       crops[0] if crops else None, item_quads, tuple(crops[1:]))
 
@@ -83,14 +91,22 @@ def _crop_job(job: tuple[str, Record, PreprocessSpec, FocusSpec, OrientedBox | N
 
 def training_views(
     image: Image.Image, box: OrientedBox, focus_spec: FocusSpec, pad_color: tuple[int, int, int], seed: int, count: int,
+    variation: str = "capture", evidence: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> list[np.ndarray]:
     """`count` training crops of one item: the first at a jittered box (`jittered` with
-    `seed`: the crop training has always used), each further one at another jittered box and
-    as another capture would show it (`capture_variation`)."""
+    `seed`: the crop training has always used), each further one at another jittered box and,
+    by `variation`, as another capture would show it (`capture_variation`) or with packing over
+    part of the item (`occluders.occluded_view`, kept off `evidence`: (mask, quad))."""
     views = [focus_crop(image, jittered(box, np.random.default_rng(seed)), focus_spec, pad_color)]
     for view in range(1, count):
         rng = np.random.default_rng([seed, view])
-        views.append(capture_variation(focus_crop(image, jittered(box, rng), focus_spec, pad_color), rng))
+        view_box = jittered(box, rng)
+        crop = focus_crop(image, view_box, focus_spec, pad_color)
+        if variation == "occluders":
+            keep_clear = None if evidence is None else evidence_in_crop(evidence[0], evidence[1], view_box, focus_spec)
+            views.append(occluded_view(crop, image, view_box, focus_spec, keep_clear, rng))
+        else:
+            views.append(capture_variation(crop, rng))
     return views
 
 
@@ -129,11 +145,12 @@ def jittered(box: OrientedBox, rng: np.random.Generator) -> OrientedBox:
 def glance_items(
     root: Path, records: Sequence[Record], glance_spec: PreprocessSpec, focus_spec: FocusSpec, *,
     crop_seed: int | None, workers: int, progress: Callable[[int], None] | None = None, views: int = 1,
+    variation: str = "capture",
 ) -> tuple[list[GlanceItem], list[Failure]]:
     """Decode each photo once; with `crop_seed`, photos with a box also get their crop (and
     `views - 1` further ones, `training_views`)."""
     jobs = [
-        (str(root), record, glance_spec, focus_spec, None if crop_seed is None else crop_seed * 1_000_003 + i, views)
+        (str(root), record, glance_spec, focus_spec, None if crop_seed is None else crop_seed * 1_000_003 + i, views, variation)
         for i, record in enumerate(records)
     ]
     items, failures = [], []

@@ -225,6 +225,7 @@ def _decode_splits(
             items, failures = glance_items(
                 Path(config.data), chosen, glance_spec, focus_spec, crop_seed=config.seed if split == "train" else None,
                 workers=max(1, config.workers), progress=advance, views=config.focus_views if split == "train" else 1,
+                variation=config.focus_view_variation,
             )
         for failure in failures:
             reporter.warning(f"skipped {failure.path}: {failure.detail}")

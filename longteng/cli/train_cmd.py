@@ -25,6 +25,7 @@ def train_command(
     pooling: str = typer.Option(_D["pooling"], help="two_stage: how class maps become logits: lse, topk, max or avg."),
     trunk_blocks: int = typer.Option(_D["trunk_blocks"], help="two_stage: blocks of the frozen, cached trunk (3, 4 or 5); the rest is fine-tuned."),
     focus_views: int = typer.Option(_D["focus_views"], help="two_stage: training crops per photo, each at another jittered box and capture; one per photo and epoch."),
+    focus_view_variation: str = typer.Option(_D["focus_view_variation"], help="two_stage: what the further views vary: capture (light, colour, noise, JPEG) or occluders (packing over part of the item, kept off marked evidence)."),
     batch_size: int = typer.Option(_D["batch_size"], help="Photos per step (per process under torchrun)."),
     lr: float = typer.Option(_D["lr"], help="Peak AdamW learning rate (warm-up, then cosine decay)."),
     backbone: str = typer.Option(_D["backbone"], help="Backbone name from the registry."),
@@ -48,7 +49,7 @@ def train_command(
     config = TrainConfig(
         data=str(data), out=str(out), architecture=architecture, epochs=epochs, image_size=image_size,
         glance_size=glance_size, focus_size=focus_size, pooling=pooling, trunk_blocks=trunk_blocks,
-        focus_views=focus_views, batch_size=batch_size, lr=lr,
+        focus_views=focus_views, focus_view_variation=focus_view_variation, batch_size=batch_size, lr=lr,
         backbone=backbone, weights=weights, frozen_epochs=min(frozen_epochs, epochs), seed=seed, device=device,
         workers=workers, init=str(init) if init else None, max_false_alarm_rate=max_false_alarm_rate,
         min_counterfeit_recall=min_recall, label_smoothing=label_smoothing, channels_last=channels_last,
