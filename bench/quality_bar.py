@@ -66,8 +66,8 @@ SCENARIOS = {
     "single-1600": ("medium", "1600x1200", "medium-1600", ["--architecture", "single_stage"]),
     # The focus stage with block 3 fine-tuned too (a trunk of 3 frozen blocks, not the default 4).
     "trunk3-1600": ("medium", "1600x1200", "medium-1600", ["--trunk-blocks", "3"]),
-    # A second training view per photo with packing over part of the item (training/occluders.py).
-    "occluders-1600": ("medium", "1600x1200", "medium-1600", ["--focus-views", "2", "--focus-view-variation", "occluders"]),
+    # The defaults before the occluded training views (training/occluders.py): one view per photo.
+    "one-view-1600": ("medium", "1600x1200", "medium-1600", ["--focus-views", "1"]),
 }
 
 
