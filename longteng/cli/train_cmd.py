@@ -24,7 +24,7 @@ def train_command(
     focus_size: int = typer.Option(_D["focus_size"], help="two_stage: the product crop's size for the focus stage."),
     pooling: str = typer.Option(_D["pooling"], help="two_stage: how class maps become logits: lse, topk, max or avg."),
     trunk_blocks: int = typer.Option(_D["trunk_blocks"], help="two_stage: blocks of the frozen, cached trunk (3, 4 or 5); the rest is fine-tuned."),
-    focus_views: int = typer.Option(_D["focus_views"], help="two_stage: training crops per photo, each at another jittered box and capture; one per photo and epoch."),
+    focus_views: int = typer.Option(_D["focus_views"], help="two_stage: training crops per photo, each further one at another jittered box and varied by --focus-view-variation; one per photo and epoch."),
     focus_view_variation: str = typer.Option(_D["focus_view_variation"], help="two_stage: what the further views vary: capture (light, colour, noise, JPEG) or occluders (packing over part of the item, kept off marked evidence)."),
     batch_size: int = typer.Option(_D["batch_size"], help="Photos per step (per process under torchrun)."),
     lr: float = typer.Option(_D["lr"], help="Peak AdamW learning rate (warm-up, then cosine decay)."),
