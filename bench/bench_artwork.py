@@ -83,9 +83,9 @@ def artwork_scores(check, data: dict) -> tuple[np.ndarray, list]:
 
 
 def recall_at(scores: np.ndarray, counterfeit: np.ndarray, far: float = 0.02) -> float:
-    from longteng.training.metrics import best_threshold_at_false_alarm_rate
+    from longteng.training.metrics import recall_at_false_alarm_rate
 
-    return best_threshold_at_false_alarm_rate(scores, counterfeit, far).recall
+    return recall_at_false_alarm_rate(scores, counterfeit, far)
 
 
 def report(name: str, data: dict, scores: np.ndarray, fires_at: float, q: float, ramps: list | None = None) -> dict:

@@ -12,8 +12,8 @@ from longteng.data.evidence import EVIDENCE_GRID
 from longteng.errors import ConfigError
 from longteng.focus import FocusSpec, OrientedBox, focus_crop
 from longteng.training.config import TrainConfig
-from longteng.training.focus_data import jittered, training_views
-from longteng.training.occluders import COVERAGE, evidence_in_crop, item_rectangle, occluded_view
+from longteng.training.focus_data import evidence_in_crop, jittered, training_views
+from longteng.training.occluders import COVERAGE, item_rectangle, occluded_view
 
 PAD = (128, 128, 128)
 SPEC = FocusSpec(input_size=128)

@@ -26,7 +26,7 @@ from longteng.focus import (
 )
 from longteng.preprocess import PreprocessSpec
 from longteng.training.cache import map_in_processes
-from longteng.training.occluders import evidence_in_crop, occluded_view
+from longteng.training.occluders import occluded_view
 
 # Box jitter for training crops (standard deviations): centre shift as a fraction of the
 # box's longer side, relative size change, angle in radians. About what the glance misses by.
@@ -190,3 +190,19 @@ def evidence_target(mask: np.ndarray, quad: np.ndarray, box: OrientedBox, focus_
     x, y = focus_to_photo(box, focus_spec, uu, vv)
     marked = evidence_at(mask, quad, x, y).astype(np.float32)
     return marked.reshape(h, samples, w, samples).mean(axis=(1, 3))
+
+
+def evidence_in_crop(mask: np.ndarray, quad: np.ndarray, box: OrientedBox, focus_spec: FocusSpec, cell: int = 8) -> np.ndarray:
+    """(S, S) bool: the pixels of the focus crop cut at `box` that lie on the item's marked
+    evidence (`evidence_target` on cells of about `cell` pixels), grown by one cell: where an
+    occluder (training/occluders.py) must not go."""
+    size = focus_spec.input_size
+    cells = max(1, size // cell)
+    marked = evidence_target(mask, quad, box, focus_spec, (cells, cells), samples=1) > 0
+    grown = marked.copy()
+    grown[1:] |= marked[:-1]
+    grown[:-1] |= marked[1:]
+    grown[:, 1:] |= grown[:, :-1].copy()
+    grown[:, :-1] |= grown[:, 1:].copy()
+    cell_of_pixel = np.arange(size) * cells // size
+    return grown[np.ix_(cell_of_pixel, cell_of_pixel)]

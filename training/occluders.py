@@ -20,8 +20,7 @@ import math
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from longteng.data.evidence import evidence_at
-from longteng.focus import FocusSpec, OrientedBox, focus_to_photo
+from longteng.focus import FocusSpec, OrientedBox
 
 # Share of the item's area the layer covers: drawn uniformly in this range.
 COVERAGE = (0.04, 0.18)
@@ -30,10 +29,14 @@ TRANSLUCENT = 0.4
 _ATTEMPTS = 24
 
 
+def _photo_pixels_per_crop_pixel(box: OrientedBox, spec: FocusSpec) -> float:
+    grown = box.grown(spec.margin)
+    return max(grown.length, grown.width, 1e-6) / spec.input_size
+
+
 def item_rectangle(box: OrientedBox, spec: FocusSpec) -> tuple[float, float, float, float]:
     """(left, top, right, bottom) of the item itself in the focus crop cut at ``box``."""
-    grown = box.grown(spec.margin)
-    step = max(grown.length, grown.width, 1e-6) / spec.input_size
+    step = _photo_pixels_per_crop_pixel(box, spec)
     half_w, half_l = box.width / 2 / step, box.length / 2 / step
     centre = spec.input_size / 2
     return centre - half_w, centre - half_l, centre + half_w, centre + half_l
@@ -56,8 +59,7 @@ def _texture(image: Image.Image, box: OrientedBox, spec: FocusSpec, side: int, r
     """uint8 (side, side, 3): a piece of the photo beside the item, at the crop's scale; a
     muted shade with noise when the photo has no room beside the item."""
     grown = box.grown(spec.margin)
-    step = max(grown.length, grown.width, 1e-6) / spec.input_size
-    extent = max(4, int(side * step))  # the piece's side in photo pixels
+    extent = max(4, int(side * _photo_pixels_per_crop_pixel(box, spec)))  # the piece's side in photo pixels
     corners = grown.corners()
     x_min, y_min = corners.min(axis=0)
     x_max, y_max = corners.max(axis=0)
@@ -120,22 +122,3 @@ def occluded_view(
         mixed = crop.astype(np.float32) * (1 - alpha) + texture * alpha
         return np.clip(mixed + 0.5, 0, 255).astype(np.uint8)
     return crop
-
-
-def evidence_in_crop(mask: np.ndarray, quad: np.ndarray, box: OrientedBox, spec: FocusSpec, cell: int = 8) -> np.ndarray:
-    """(S, S) bool: the crop's pixels (by cells of ``cell`` pixels) on the item's marked
-    evidence (``mask`` in the frame of ``quad``, photo pixels), grown by one cell."""
-    size = spec.input_size
-    cells = size // cell
-    centres = (np.arange(cells) + 0.5) * cell
-    uu, vv = np.meshgrid(centres, centres)
-    x, y = focus_to_photo(box, spec, uu, vv)
-    marked = evidence_at(mask, quad, x, y)
-    grown = marked.copy()
-    grown[1:] |= marked[:-1]
-    grown[:-1] |= marked[1:]
-    grown[:, 1:] |= grown[:, :-1].copy()
-    grown[:, :-1] |= grown[:, 1:].copy()
-    full = np.zeros((size, size), dtype=bool)
-    full[: cells * cell, : cells * cell] = np.kron(grown, np.ones((cell, cell), dtype=bool))
-    return full
