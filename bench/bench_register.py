@@ -14,7 +14,8 @@ the dataset is judged. Recall at FA <= 0.02 uses the 98th percentile of the judg
 photos' scores (an oracle threshold: what the score can do); the shipped rule is reported
 beside it, and so is the alternative the novelty score was chosen over, the network's own
 counterfeit mass transferred from the trained products (COUNTERFEIT beyond every reference's novelty, REFER within, never GENUINE).
-`detectors_alone`: each of the registered product's detectors on its own (the novelty score,
+`product_by_nearest_mean_alone`: the products the nearest class mean alone would give (the rule
+before the print could name the product). `detectors_alone`: each of the registered product's detectors on its own (the novelty score,
 the aligned check, the text check), to tell which one a change of the model moved, and two
 other fusions of the novelty and the aligned check (without the text check).
 """
@@ -66,9 +67,10 @@ def detector_scores(model_path: Path, root: Path, records, references, product: 
     focus embedding against the references' spread, and the aligned check's log-odds against
     the references (-inf where it has no say: the crop did not register); and two other ways
     to fuse them: each standardised by its values on the references left out one at a time,
-    then summed, or the larger taken."""
+    then summed, or the larger taken. And ``nearest_mean``: 1 where the nearest class mean alone
+    (the product rule without the print) says the photo is the registered product."""
     from longteng.inference.aligned_check import MIN_CORRELATION, aligned_scores, compare
-    from longteng.inference.registered import leave_one_out_novelties
+    from longteng.inference.registered import assign, leave_one_out_novelties
 
     registered = OnnxModel(model_path, RuntimeOptions(device="cpu"))
     metadata = registered.metadata
@@ -77,6 +79,9 @@ def detector_scores(model_path: Path, root: Path, records, references, product: 
     novelty = found.novelty(result.outputs["embedding"])
     paths = [records[k].path for k in result.kept]
     scores = {"novelty": dict(zip(paths, map(float, novelty)))}
+    index = [p.name for p in metadata.registered_products].index(product)
+    nearest = assign(result.outputs["embedding"], metadata).product == index
+    scores["nearest_mean"] = dict(zip(paths, map(float, nearest)))
     check = metadata.aligned_check
     if check is None or product not in check.products:
         return scores
@@ -112,6 +117,8 @@ def registered_report(rows, product: str, mass: dict[str, float], detectors: dic
         per_tell[tell] = {"photos": int(carrying.sum()), "recall_at_far_0.02": float((scores[carrying] > threshold).mean()),
                           "text_check": float(text[carrying].mean())}
     alone = {}
+    nearest_mean = detectors.pop("nearest_mean")
+    by_nearest_mean = np.array([nearest_mean[r.path] > 0 for r, _ in rows])
     for name, by_path in detectors.items():
         values = np.array([by_path.get(r.path, -np.inf) for r, _ in rows])
         finite = np.where(np.isfinite(values), values, np.nanmin(values[np.isfinite(values)]) - 1)
@@ -123,6 +130,8 @@ def registered_report(rows, product: str, mass: dict[str, float], detectors: dic
         "detectors_alone": alone,
         "product_accuracy_genuine": float(right_product[~counterfeit].mean()),
         "product_accuracy_counterfeit": float(right_product[counterfeit].mean()),
+        "product_by_nearest_mean_alone": {"accuracy": float(by_nearest_mean.mean()), "genuine": float(by_nearest_mean[~counterfeit].mean()),
+                                          "counterfeit": float(by_nearest_mean[counterfeit].mean())},
         "recall_at_far_0.02": recall, "roc_auc": float(roc_auc_score(counterfeit, scores)),
         "transferred_mass": {"roc_auc": float(roc_auc_score(counterfeit, transferred)), "recall_at_far_0.02": transferred_recall},
         "shipped_rule": {"counterfeit_recall": float(decided[counterfeit].mean()), "false_alarms": float(decided[~counterfeit].mean())},

@@ -204,19 +204,19 @@ class Predictor:
         # The graph applies the temperature; the score calibration follows here, in numpy.
         probabilities = calibrate_scores(outputs["probabilities"], metadata.score_calibration, metadata.class_names)
         classes = metadata.decision_classes
+        photo_reads = None
+        if metadata.text_registry is not None:
+            known = list(reads) if reads is not None else [None] * len(paths)
+            photo_reads = [r if r is not None else read_text(pixels[i], self.options.threads, metadata.text_registry.detection_side) for i, r in enumerate(known)]
         registered = np.zeros(len(paths), dtype=bool)
         novelty: list = [None] * len(paths)
         if metadata.registered_products:
             from longteng.inference.registered import assign, extend_probabilities, novelty_evidence
 
-            assignment = assign(outputs["embedding"], metadata)
+            assignment = assign(outputs["embedding"], metadata, photo_reads)
             probabilities = extend_probabilities(probabilities, assignment, metadata)
             registered = assignment.product >= 0
             novelty = novelty_evidence(assignment, metadata)
-        photo_reads = None
-        if metadata.text_registry is not None:
-            known = list(reads) if reads is not None else [None] * len(paths)
-            photo_reads = [r if r is not None else read_text(pixels[i], self.options.threads, metadata.text_registry.detection_side) for i, r in enumerate(known)]
         checked = apply_checks(metadata, pixels, photo_reads, probabilities, classes)
         probabilities, aligned, mismatches, artwork = checked.probabilities, checked.aligned, checked.mismatches, checked.artwork
         if views is not None and metadata.focus is not None:

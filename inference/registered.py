@@ -6,7 +6,7 @@ fakes. Registering a product measures what its genuine photos look like to the m
 * **what it is**: the mean of their focus embeddings, placed among the class means of the
   model's unknown-object detector and compared under the same shared covariance. A photo
   nearer to a registered product's mean than to any trained class is that product (and no
-  longer "unknown");
+  longer "unknown"), unless its print names another product (`assign`);
 * **its print**: the words and label formats read on them, added to the text check's registry;
 * **its novelty score**: how far a photo's embedding lies from the references' own spread
   (a probabilistic PCA of them: their top directions plus one variance for the rest), against
@@ -156,16 +156,29 @@ class Assignment:
     unknown: np.ndarray  # (N,) bool: beyond the detector's threshold, or a registered product's radius
 
 
-def assign(embedding: np.ndarray, metadata) -> Assignment:
-    """Which photos are registered products: nearest mean under the detector's covariance."""
+def assign(embedding: np.ndarray, metadata, reads: Sequence[Sequence] | None = None) -> Assignment:
+    """Which photos are registered products: nearest mean under the detector's covariance,
+    unless the print names the product (``reads``: each photo's OCR, as the text check reads
+    it). A counterfeit of a registered product lies off its genuine references by what makes
+    it a counterfeit, and can lie nearer a trained class's mean (README, Measured: registered
+    products), while its logo, misspelt or not, still names the brand it copies."""
     from longteng.inference.unknown import mahalanobis_distances
 
     products = metadata.registered_products
     distances = mahalanobis_distances(embedding, metadata.unknown.parameters, np.stack([p.mean for p in products]))
     trained = len(distances[0]) - len(products)
     nearest = distances.argmin(axis=1)
+    registry = metadata.text_registry
+    if reads is not None and registry is not None:
+        index = {p.name: k for k, p in enumerate(products)}
+        for row, photo_reads in enumerate(reads):
+            named = registry.named_product(photo_reads) if photo_reads else None
+            if named in index:
+                nearest[row] = trained + index[named]
+            elif named is not None and nearest[row] >= trained and named in metadata.trained_products:
+                nearest[row] = int(distances[row, :trained].argmin())
     product = np.where(nearest >= trained, nearest - trained, -1)
-    distance = distances.min(axis=1)
+    distance = distances[np.arange(len(nearest)), nearest]
     threshold = metadata.unknown.threshold
     limit = np.array([threshold if k < 0 else max(threshold, products[k].radius) for k in product])
     novelty = np.zeros(len(product))

@@ -43,6 +43,11 @@ MIN_CONFIDENCE = 0.95
 # photos (measured by bench/bench_text_check.py).
 SPELLING_CONFIDENCE = 0.90
 MIN_WORD_LENGTH = 4
+# A read names a product from this OCR confidence on (`TextRegistry.named_product`): what the item
+# is, not whether it is genuine, so a worn or glared logo still counts. Chosen on the registered
+# power bank's seed 11 (README, Measured: registered products): 0.80 and 0.50 named the same
+# photos, 0.90 one counterfeit fewer; seeds 12 and 13 measured it afterwards.
+NAMING_CONFIDENCE = 0.80
 # Glyphs OCR confuses with digits (and the reverse): in a format they match either class.
 _AMBIGUOUS = frozenset("OBIlS")  # letters OCR reads as digits (and digits it reads as them)
 MIN_LENGTH = 3
@@ -151,6 +156,27 @@ class TextRegistry:
                 "formats": sorted(f for f, n in formats.items() if n >= needed),
             }
         return cls(products, mismatch_probability, detection_side)
+
+    def named_product(self, reads: Sequence[TextRead]) -> str | None:
+        """The one product whose registered word the print names, if any: a read within a
+        quarter of its glyphs (at least one) of the word, so a counterfeit's substituted glyph
+        still names the brand it copies. A word registered for several products, or reads
+        naming several, name none: the brand printed on an item says what it is, when it
+        says it unambiguously."""
+        owners: dict[str, set[str]] = {}
+        for product, entry in self.products.items():
+            for word in entry["words"]:
+                if len(word) >= MIN_WORD_LENGTH:
+                    owners.setdefault(word, set()).add(product)
+        named = set()
+        for read in reads:
+            text = read.text.strip()
+            if read.confidence < NAMING_CONFIDENCE or len(text) < MIN_WORD_LENGTH:
+                continue
+            for word, products in owners.items():
+                if len(products) == 1 and edit_distance(text, word) <= max(1, len(word) // 4):
+                    named |= products
+        return named.pop() if len(named) == 1 else None
 
     def check(self, product: str, reads: Sequence[TextRead]) -> TextMismatch | None:
         """The most certain misspelling or wrong format among ``reads``, if any."""

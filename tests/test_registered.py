@@ -131,3 +131,34 @@ def test_the_station_shows_each_detector_that_fired_escaped():
     assert "unlike every genuine power_bank reference: novelty 6.2 (threshold 4.53)" in novelty
     assert "<b>" not in _evidence({"detector": "text", "read": "<b>", "expected": "x"})
     assert _evidence({"detector": "crystal_ball"}) == ""
+
+
+def test_the_brand_read_on_an_item_decides_between_a_registered_and_a_trained_product():
+    """An embedding nearer a trained class's mean is still the registered product when its
+    print names it, and the reverse; without a read that names one, the nearest mean decides."""
+    from types import SimpleNamespace
+
+    from longteng.inference.registered import assign
+    from longteng.inference.text_check import TextRead, TextRegistry
+
+    rng = np.random.default_rng(0)
+    means = np.array([[0.0] * 6, [5.0] + [0.0] * 5])  # phone/counterfeit, phone/genuine
+    parameters = {"means": encode_array(means), "basis": encode_array(np.eye(6)[:, :2]),
+                  "variances": encode_array(np.ones(2)), "residual_variance": 1.0}
+    bank = _product()
+    bank = RegisteredProduct(bank.name, np.array([0.0, 5.0, 0, 0, 0, 0], np.float32), bank.photos, 100.0, bank.spread, 2.5)
+    registry = TextRegistry({"phone": {"words": ["NOVALYNK"], "formats": []}, "power_bank": {"words": ["VOLTARA"], "formats": []}})
+    metadata = SimpleNamespace(registered_products=(bank,), unknown=SimpleNamespace(parameters=parameters, threshold=50.0),
+                               text_registry=registry, trained_products={"phone"})
+    near_phone, near_bank = [0.1, 0, 0, 0, 0, 0], [0, 4.9, 0, 0, 0, 0]
+    embedding = np.array([near_phone, near_phone, near_bank, near_bank, near_phone]) + 0.01 * rng.normal(size=(5, 6))
+
+    def read(text):
+        return [TextRead(text, 0.95, ((0, 0), (1, 0), (1, 1), (0, 1)))]
+
+    found = assign(embedding, metadata, [read("V0LTARA"), [], read("NOVALYNK"), None, read("SHIPPING")])
+    assert found.product.tolist() == [0, -1, -1, 0, -1]
+    distances = mahalanobis_distances(embedding, parameters, bank.mean[None])
+    np.testing.assert_allclose(found.unknown_score, distances[np.arange(5), [2, 0, 0, 2, 0]])
+    assert found.novelty[0] > 0 and found.novelty[2] == 0
+    assert assign(embedding, metadata).product.tolist() == [-1, -1, 0, 0, -1]

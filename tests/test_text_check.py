@@ -158,3 +158,27 @@ def test_one_glyph_off_needs_the_confidence_of_a_format():
     registry = TextRegistry({"smartphone": {"words": ["NOVALYNX"], "formats": []}})
     assert registry.check("smartphone", reads("WOVALYNX", confidence=0.93)) is None  # a misread first glyph
     assert registry.check("smartphone", reads("NOVALYNK", confidence=0.97)).expected == "NOVALYNX"
+
+
+BRANDS = TextRegistry({
+    "smartphone": {"words": ["NOVALYNK", "CE"], "formats": []},
+    "power_bank": {"words": ["VOLTARA"], "formats": []},
+    "drone": {"words": ["SKYRIDGE", "VOLTARA"], "formats": []},  # a word two products print names neither
+    "usb_flash_drive": {"words": ["KORVEX"], "formats": []},
+})
+
+
+@pytest.mark.parametrize("texts, confidence, named", [
+    (("NOVALYNK",), 0.99, "smartphone"),
+    (("N0VALYNK", "CE"), 0.99, "smartphone"),  # a substituted glyph still names the brand it copies
+    (("N0VA1YNK",), 0.99, "smartphone"),  # two of eight glyphs
+    (("K0RVEX",), 0.85, "usb_flash_drive"),  # one of six, read less surely
+    (("K0RU3X",), 0.99, None),  # three of six: another word
+    (("KORVEX",), 0.6, None),  # not read surely enough
+    (("VOLTARA",), 0.99, None),  # registered for two products
+    (("NOVALYNK", "KORVEX"), 0.99, None),  # two brands in one crop: no say
+    (("CE",), 0.99, None),  # too short to name anything
+    ((), 0.99, None),
+])
+def test_the_print_names_the_product_only_when_it_is_unambiguous(texts, confidence, named):
+    assert BRANDS.named_product(reads(*texts, confidence=confidence)) == named
